@@ -1,0 +1,59 @@
+"""The one command line: ``equihand <step> [--config FILE] [--set key=value ...] ...``.
+
+Each step lives in its own module exposing ``add_arguments(parser)`` and ``run(args, config)``;
+this file only dispatches. Every Snakemake rule is one of these calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from equihand import __version__, progress
+from equihand.config import ConfigError, load_config
+from equihand.errors import UserError
+
+# step name -> (module, one-line help)
+STEPS = {
+    "synth": ("equihand.data.synth", "render the synthetic hand dataset in the FreiHAND layout"),
+    "download": ("equihand.data.download", "download and extract FreiHAND"),
+    "prepare": ("equihand.data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="equihand", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"equihand {__version__}")
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, (module_name, help_text) in STEPS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", help="YAML config (see src/equihand/schema.yaml); defaults if omitted")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one config key, e.g. --set synth.n_train=100 (repeatable)",
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        progress.set_mode(config["progress"])
+        args._module.run(args, config)
+    except (ConfigError, UserError) as e:
+        print(f"equihand {args.step}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Load, validate and record the one equihand config.
+
+The schema (``schema.yaml`` beside this file) is the single source of keys, types, allowed
+values and defaults. The Snakefile validates with ``snakemake.utils.validate`` against the same
+file; the CLI validates here with jsonschema, filling in defaults the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from equihand.io import atomic_write_text
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not satisfy the schema."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in `default` values for missing properties, as snakemake does."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        return f"{error.message} at '{key}'; allowed keys: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"'{key}' is {error.instance!r}; expected one of {error.validator_value}"
+    hint = f" ({schema['description'].strip()})" if "description" in schema else ""
+    return f"'{key}': {error.message}{hint}"
+
+
+def validate(config: dict, source: str = "config") -> dict:
+    """Validate `config` in place against the schema, filling defaults; return it."""
+    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid config {source}:\n  {lines}")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML) into (["a", "b", "c"], value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    return parts, yaml.safe_load(value)
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = config
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: '{p}' is not a section")
+        node[parts[-1]] = value
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Read a YAML config (or start empty), apply ``key=value`` overrides, validate, fill defaults."""
+    config: dict = {}
+    source = "(defaults)"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        if not isinstance(config, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, found {type(config).__name__}")
+    apply_overrides(config, overrides or [])
+    return validate(config, source)
+
+
+def write_resolved(config: dict, path: str | Path) -> Path:
+    """Write the fully resolved config (defaults filled) beside a run's outputs."""
+    return atomic_write_text(path, yaml.safe_dump(config, sort_keys=True))
