@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in STEPS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", help="YAML config (see src/equihand/schema.yaml); defaults if omitted")
+        p.add_argument("--config", help="YAML config (keys: src/equihand/schema.yaml)")
         p.add_argument(
             "--set",
             dest="overrides",

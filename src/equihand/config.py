@@ -89,7 +89,8 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Read a YAML config (or start empty), apply ``key=value`` overrides, validate, fill defaults."""
+    """Read a YAML config (or start empty), apply ``key=value`` overrides, validate, fill in
+    defaults."""
     config: dict = {}
     source = "(defaults)"
     if path is not None:
@@ -102,7 +103,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
         if not isinstance(config, dict):
-            raise ConfigError(f"config file {path} must hold a mapping, found {type(config).__name__}")
+            kind = type(config).__name__
+            raise ConfigError(f"config file {path} must hold a mapping, found {kind}")
     apply_overrides(config, overrides or [])
     return validate(config, source)
 

@@ -14,7 +14,8 @@ Extra labels that only the synthetic set has (all optional for a reader):
 - ``<split>_hand_id.json``: list of hand identity ids (identities never straddle train/eval).
 - ``<split>_visibility.json``: list of 21 0/1 flags (joint not hidden by the hand itself).
 - ``<split>_uv.json``: list of 21x2 projected joint positions in pixels (u right, v down).
-- ``<split>/parts/%08d.png``: uint8 label map, values in PART_NAMES order (0 = background).
+- ``<split>/parts/%08d.png``: uint8 label map, values index PART_NAMES (0 background, 1 palm,
+  2-6 thumb..pinky, 7 forearm).
 - ``synth_meta.json``: gesture and part names, image size, seed, generator version.
 
 Joint order (FreiHAND): 0 wrist; 1-4 thumb (MCP, PIP, DIP, tip); 5-8 index; 9-12 middle;
@@ -36,7 +37,7 @@ BONES = tuple(
     (0 if k == 0 else 1 + 4 * f + k - 1, 1 + 4 * f + k) for f in range(5) for k in range(4)
 )
 SCALE_BONE = (9, 10)  # the reference bone FreiHAND's *_scale.json measures
-PART_NAMES = ("background", "palm", *FINGERS)
+PART_NAMES = ("background", "palm", *FINGERS, "forearm")
 
 
 def image_path(root: str | Path, split: str, index: int) -> Path:
