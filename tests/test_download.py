@@ -378,8 +378,6 @@ def test_split_folder_alone_is_not_stripped(tmp_path):
 
 @pytest.fixture
 def run_cli(monkeypatch):
-    # only the download step: the test must not depend on other steps' modules
-    monkeypatch.setattr(cli, "STEPS", {"download": cli.STEPS["download"]})
     monkeypatch.setitem(progress._MODE, "mode", progress._MODE["mode"])
     monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
     return lambda *argv: cli.main(["download", "--set", "progress=never", *argv])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -424,18 +421,7 @@ def test_prepared_data_rejects_missing_or_unknown_cache(tmp_path):
 # the command line
 
 
-@pytest.fixture
-def step_modules(monkeypatch):
-    """The CLI imports every step module; stand in for steps not written yet."""
-    for module_name, _ in cli.STEPS.values():
-        if importlib.util.find_spec(module_name) is None:
-            stub = types.ModuleType(module_name)
-            stub.add_arguments = lambda parser: None
-            stub.run = lambda args, config: None
-            monkeypatch.setitem(sys.modules, module_name, stub)
-
-
-def test_cli_prepare(dataset, tmp_path, step_modules, capsys):
+def test_cli_prepare(dataset, tmp_path, capsys):
     results = tmp_path / "results"
     argv = ["prepare", "--root", str(dataset), "--set", f"results_dir={results}"]
     assert cli.main([*argv, "--set", "prepare.resolution=16", "--set", "progress=never"]) == 0
@@ -444,7 +430,7 @@ def test_cli_prepare(dataset, tmp_path, step_modules, capsys):
     assert "prepared 46 images" in capsys.readouterr().err
 
 
-def test_cli_prepare_error(tmp_path, step_modules, capsys):
+def test_cli_prepare_error(tmp_path, capsys):
     root = make_freihand(tmp_path / "data", n=4, versions=1, n_eval=1)
     _set_entry("xyz", 2, [[0.0, 0.0, 0.5]] * 20)(root)
     out = tmp_path / "out"

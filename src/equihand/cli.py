@@ -22,12 +22,12 @@ STEPS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(step: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen `step`'s module is imported (steps import heavy libraries)."""
     parser = argparse.ArgumentParser(prog="equihand", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"equihand {__version__}")
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     for name, (module_name, help_text) in STEPS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", help="YAML config (keys: src/equihand/schema.yaml)")
         p.add_argument(
@@ -38,13 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override one config key, e.g. --set synth.n_train=100 (repeatable)",
         )
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        if name == step:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    step = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(step if step in STEPS else None).parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
         progress.set_mode(config["progress"])

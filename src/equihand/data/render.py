@@ -64,17 +64,17 @@ def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def _box_pixels(lo: np.ndarray, hi: np.ndarray, height: int, width: int):
-    """All pixels of P boxes [lo, hi] (clipped to the image): (owner, counts per box, rows, cols)."""
+    """All pixels of P boxes [lo, hi] (clipped to the image): (counts per box, rows, cols)."""
     lo = np.maximum(np.floor(lo).astype(np.int64), 0)
     hi = np.minimum(np.ceil(hi).astype(np.int64) + 1, [width, height])
     size = np.maximum(hi - lo, 0)
-    counts = size[:, 0] * size[:, 1]
-    # np.repeat of per-box values is much faster than gathering them with an index array
-    table = np.stack([np.cumsum(counts) - counts, size[:, 0], lo[:, 0], lo[:, 1]], axis=1)
-    table = np.repeat(table, counts, axis=0)
-    owner = np.repeat(np.arange(len(lo)), counts)
-    rows, cols = np.divmod(np.arange(counts.sum()) - table[:, 0], table[:, 1])
-    return owner, counts, rows + table[:, 3], cols + table[:, 2]
+    rows, cols = [], []
+    for (u0, v0), (w, h) in zip(lo.tolist(), size.tolist(), strict=True):
+        rows.append(np.repeat(np.arange(v0, v0 + h, dtype=np.int32), w))
+        cols.append(np.tile(np.arange(u0, u0 + w, dtype=np.int32), h))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return size[:, 0] * size[:, 1], np.concatenate(rows), np.concatenate(cols)
 
 
 def capsule_fragments(
@@ -96,27 +96,18 @@ def capsule_fragments(
     pa, pb = project(a, K), project(b, K)
     ra_px, rb_px = ra * f / a[:, 2], rb * f / b[:, 2]
     rmax = (np.maximum(ra_px, rb_px) + 1.0)[:, None]
-    owner, counts, rows, cols = _box_pixels(
+    counts, rows, cols = _box_pixels(
         np.minimum(pa, pb) - rmax, np.maximum(pa, pb) + rmax, height, width
     )
     d = pb - pa
     inv_len2 = 1.0 / np.maximum((d * d).sum(axis=1), 1e-9)
-    # per-capsule constants repeated per pixel in one go: start, axis/len^2, axis, radius, slope,
-    # then axis depth at a, its slope, metric radius at a, its slope
     za, zb = a[:, 2], b[:, 2]
-    table = np.stack(
-        [
-            pa[:, 0],
-            pa[:, 1],
-            d[:, 0] * inv_len2,
-            d[:, 1] * inv_len2,
-            d[:, 0],
-            d[:, 1],
-            ra_px,
-            rb_px - ra_px,
-        ],
-        axis=1,
-    ).astype(np.float32)[owner]
+    # Per-capsule constants, repeated for each pixel of its box (np.repeat is far cheaper than
+    # gathering with an index array): start, axis / length^2, axis, pixel radius at a and its
+    # slope, axis depth at a and its slope, metric radius at a and its slope, capsule row.
+    columns = [pa[:, 0], pa[:, 1], d[:, 0] * inv_len2, d[:, 1] * inv_len2, d[:, 0], d[:, 1],
+               ra_px, rb_px - ra_px, za, zb - za, ra, rb - ra, keep]
+    table = np.repeat(np.stack(columns, axis=1).astype(np.float32), counts, axis=0)
     pu = cols.astype(np.float32) - table[:, 0]
     pv = rows.astype(np.float32) - table[:, 1]
     # closest point on the projected axis (parameter t in [0, 1]) and the offset from it
@@ -124,20 +115,13 @@ def capsule_fragments(
     du, dv = pu - t * table[:, 4], pv - t * table[:, 5]
     r_px = table[:, 6] + t * table[:, 7]
     q = (du * du + dv * dv) / (r_px * r_px)
-    inside = np.flatnonzero(q < 1.0)
-    owner, rows, cols, t, du, dv, r_px, q = (
-        x[inside] for x in (owner, rows, cols, t, du, dv, r_px, q)
-    )
+    inside = q < 1.0
+    rows, cols, t, du, dv, r_px, q = (x[inside] for x in (rows, cols, t, du, dv, r_px, q))
+    table = table[inside, 8:]
     bulge = np.sqrt(1.0 - q)
-    za, zb = a[:, 2], b[:, 2]
-    depth_table = np.stack([za, zb - za, ra, rb - ra], axis=1).astype(np.float32)[owner]
-    depth = (
-        depth_table[:, 0]
-        + t * depth_table[:, 1]
-        - bulge * (depth_table[:, 2] + t * depth_table[:, 3])
-    )
+    depth = table[:, 0] + t * table[:, 1] - bulge * (table[:, 2] + t * table[:, 3])
     normal = np.stack([du / r_px, dv / r_px, -bulge], axis=-1)
-    return Fragments(rows, cols, depth, normal, t, keep[owner])
+    return Fragments(rows, cols, depth, normal, t, table[:, 4].astype(np.int64))
 
 
 def _convex_hull(points: np.ndarray) -> np.ndarray:
@@ -176,7 +160,7 @@ def slab_fragments(
     hull = _convex_hull(project(points, K))
     if len(hull) < 3:
         return Fragments.empty()
-    _, _, rows, cols = _box_pixels(hull.min(axis=0)[None], hull.max(axis=0)[None], height, width)
+    _, rows, cols = _box_pixels(hull.min(axis=0)[None], hull.max(axis=0)[None], height, width)
     u, v = cols.astype(np.float32), rows.astype(np.float32)
     inside = np.ones(u.shape, dtype=bool)
     for (x1, y1), (x2, y2) in zip(hull, np.roll(hull, -1, axis=0), strict=True):

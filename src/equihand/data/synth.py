@@ -62,6 +62,11 @@ SKIN_TONES = np.array(
 SLEEVE_PROBABILITY = 0.5  # the forearm is covered by a sleeve of random colour
 OCCLUDER_PROBABILITY = 0.15  # a thin object passes in front of the hand
 PALM_THICKNESS_M = 0.024
+# The hand centre lands within CENTRE_JITTER * size of the image centre and every joint within
+# FIT_FRACTION * size of the hand centre, so joints stay inside the image (0.08 + 0.40 < 0.5).
+CENTRE_JITTER = 0.08
+FIT_FRACTION = 0.40
+BACKGROUND_BANK = 256  # distinct base textures per seed; each image flips and permutes one
 FOREARM_LENGTH_M = 0.16
 
 
@@ -136,7 +141,7 @@ def _place(xyz_hand, R, K, rng, p: SynthParams) -> tuple[np.ndarray, np.ndarray]
     centre = xyz_hand.mean(axis=0)
     local = (xyz_hand - centre) @ R.T
     depth = rng.uniform(*p.distance_m)
-    target = np.array([(size - 1) / 2, (size - 1) / 2]) + rng.uniform(-0.08, 0.08, 2) * size
+    target = np.array([(size - 1) / 2, (size - 1) / 2]) + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * size
     for _ in range(4):  # move back until the hand fits with a margin
         t = np.array(
             [
@@ -147,9 +152,9 @@ def _place(xyz_hand, R, K, rng, p: SynthParams) -> tuple[np.ndarray, np.ndarray]
         )
         uv = project(local + t, K)
         extent = np.abs(uv - target).max()
-        if extent <= 0.44 * size:
+        if extent <= FIT_FRACTION * size:
             break
-        depth *= extent / (0.44 * size) * 1.02
+        depth *= extent / (FIT_FRACTION * size) * 1.02
     return local + t, t - centre @ R.T
 
 
@@ -194,6 +199,26 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     )
     pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
     return pil.resize((size, size), Image.NEAREST)  # the final blur softens the blocks
+
+
+@functools.lru_cache(maxsize=BACKGROUND_BANK)
+def _bank_background(seed: int, size: int, k: int) -> np.ndarray:
+    """Base texture k of the bank (computed once per process, identical in every process)."""
+    image = np.asarray(_background(np.random.default_rng([seed, 104729, k]), size))
+    image.flags.writeable = False
+    return image
+
+
+def _varied_background(rng: np.random.Generator, seed: int, size: int) -> Image.Image:
+    """A bank texture, randomly flipped, transposed and channel-permuted (48 variants each)."""
+    image = _bank_background(seed, size, int(rng.integers(BACKGROUND_BANK)))
+    if rng.random() < 0.5:
+        image = image[::-1]
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    if rng.random() < 0.5:
+        image = image.transpose(1, 0, 2)
+    return Image.fromarray(np.ascontiguousarray(image[..., rng.permutation(3)]))
 
 
 def _draw_distractors(pil: Image.Image, rng: np.random.Generator, skin: np.ndarray, n: int):
@@ -275,8 +300,9 @@ def render_sample(index: int, split: str, p: SynthParams) -> Sample:
     outline = cam(np.stack([wrist_l, *xyz_hand[[1, 5, 9, 13, 17]], wrist_r]))
     facing_palmar = float(dorsal[0] @ outline.mean(axis=0)) > 0  # the dorsum points away
     rim = PALM_THICKNESS_M * s / 2
-    for a, b in zip(outline, np.roll(outline, -1, axis=0), strict=True):
-        capsule(a, b, rim, rim, skin_var, PART_ID["palm"])
+    # (the knuckle edges between MCPs are covered by the fingers' own MCP spheres)
+    for i, j in ((0, 1), (1, 2), (5, 6), (6, 0)):
+        capsule(outline[i], outline[j], rim, rim, skin_var, PART_ID["palm"])
 
     # forearm (bare or sleeved), bent at the wrist
     bend = hm._rot_x(rng.uniform(-35, 35)) @ hm._rot_z(rng.uniform(-20, 20))
@@ -326,15 +352,18 @@ def render_sample(index: int, split: str, p: SynthParams) -> Sample:
     colour = shade(front.normal, albedo, light, rng.uniform(0.25, 0.5), rng.uniform(0, 0.12))
     part_map = np.where(surface.prim >= 0, labels[surface.prim], 0).astype(np.uint8)
 
-    image = np.array(_draw_distractors(_background(rng, size), rng, skin, p.distractors))
+    background = _varied_background(rng, p.seed, size)
+    image = np.array(_draw_distractors(background, rng, skin, p.distractors))
     image.reshape(-1, 3)[front.rows * size + front.cols] = (colour * 255 + 0.5).astype(np.uint8)
+    # camera: blur, exposure (gain and bias, as a lookup table) and grey sensor noise
+    pil = Image.fromarray(image).filter(
+        ImageFilter.BoxBlur(radius=float(rng.uniform(0.3, 0.8)) * size / 224)
+    )
     gain, bias = rng.uniform(0.8, 1.15), rng.uniform(-0.06, 0.06) * 255
-    lut = np.clip(np.arange(256) * gain + bias, 0, 255).astype(np.uint8)
-    pil = Image.fromarray(image).point(lut.tolist() * 3)
-    pil = pil.filter(ImageFilter.BoxBlur(radius=float(rng.uniform(0.3, 0.8)) * size / 224))
-    amplitude = int(rng.integers(0, 7))  # grey sensor noise, uniform in [-amplitude, amplitude]
+    exposure = np.round(np.arange(256) * gain + bias).astype(np.int16)
+    amplitude = int(rng.integers(0, 7))  # noise is uniform in [-amplitude, amplitude]
     noise = rng.integers(-amplitude, amplitude + 1, size=(size, size, 1), dtype=np.int16)
-    image = np.clip(np.asarray(pil, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    image = np.clip(np.take(exposure, np.asarray(pil)) + noise, 0, 255).astype(np.uint8)
 
     xyz = np.round(xyz, 6)
     K = np.round(K, 4)
