@@ -19,6 +19,8 @@ STEPS = {
     "synth": ("equihand.data.synth", "render the synthetic hand dataset in the FreiHAND layout"),
     "download": ("equihand.data.download", "download and extract FreiHAND"),
     "prepare": ("equihand.data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
+    "pretrain": ("equihand.pretrain", "self-supervised pretraining of an encoder (no labels)"),
+    "finetune": ("equihand.finetune", "supervised 2.5D pose finetuning, selected on validation"),
 }
 
 

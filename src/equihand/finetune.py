@@ -1,0 +1,155 @@
+"""`equihand finetune`: supervised 2.5D hand pose training, from a pretrained encoder or scratch.
+
+Uses a fixed, seeded fraction of the labeled split; geometric augmentation moves the keypoints
+with the image (uv' = A uv; the root-relative depths are unchanged). After every epoch the model
+is scored on the validation split (mean 3D joint error after recovering 3D from the 2.5D output
+with the intrinsics and the reference-bone scale, equihand.pose), and the best epoch's weights are
+kept. The test split is never read here. Writes `model.pt`, `metrics.csv`, `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from equihand import augment, pose
+from equihand.checkpoint import load_checkpoint
+from equihand.config import validate, write_resolved
+from equihand.data.cache import PreparedData
+from equihand.models import build_pose_model, load_backbone_state
+from equihand.pretrain import load_images
+from equihand.train import Loop, TrainingError, autocast, finish, fit, resolve_device
+
+MODEL_NAME = "model.pt"
+
+
+def labeled_subset(labeled: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded prefix of a permutation of the labeled split: smaller fractions nest in larger."""
+    order = np.random.default_rng([seed, 7_777]).permutation(len(labeled))
+    n = max(1, math.ceil(fraction * len(labeled)))
+    return np.sort(labeled[order[:n]])
+
+
+class Labels:
+    """The label arrays of a cache, as float32 tensors on the CPU."""
+
+    def __init__(self, data: PreparedData):
+        self.uv = torch.from_numpy(np.array(data.uv, dtype=np.float32))
+        self.xyz = torch.from_numpy(np.array(data.xyz, dtype=np.float32))
+        self.K = torch.from_numpy(np.array(data.K, dtype=np.float32))
+        self.scale = torch.from_numpy(np.array(data.scale, dtype=np.float32))
+        _, self.zr = pose.to_25d(self.xyz, self.K, self.scale)
+
+
+@torch.no_grad()
+def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size):
+    """Predicted 3D joints (N, 21, 3) in metres for cache rows, without augmentation."""
+    model.eval()
+    size = images.shape[1]
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = load_images(images, chunk, device, config["train"]["channels_last"])
+        with autocast(device, config["train"]["amp"]):
+            pred = model(batch)
+        uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
+        idx = torch.from_numpy(chunk)
+        out.append(pose.from_25d(uv, pred["zr"].float().cpu(), labels.K[idx], labels.scale[idx]))
+    return torch.cat(out)
+
+
+def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | None) -> Path:
+    cfg = config["finetune"]
+    data = PreparedData(cache_dir)
+    rows = labeled_subset(data.split("labeled"), cfg["label_fraction"], cfg["seed"])
+    val = data.split("val")
+    if len(val) == 0:
+        raise TrainingError(f"{cache_dir}: the validation split is empty")
+    images = data.images
+    size = images.shape[1]
+    labels = Labels(data)
+    aug_cfg = augment.AugmentConfig.from_config(config["augment"])
+    device = resolve_device(config["device"])
+    channels_last = config["train"]["channels_last"]
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+
+    torch.manual_seed(cfg["seed"])
+    model = build_pose_model(config["model"])
+    source = "scratch"
+    if pretrained is not None:
+        state = load_checkpoint(pretrained, kind="pretrain")
+        if state["config"]["model"]["backbone"] != config["model"]["backbone"]:
+            raise TrainingError(
+                f"{pretrained} holds a {state['config']['model']['backbone']} encoder; the config "
+                f"asks for {config['model']['backbone']}"
+            )
+        load_backbone_state(model, state["model"])
+        source = str(pretrained)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def step_loss(model, positions):
+        chosen = rows[positions]
+        idx = torch.from_numpy(chosen)
+        batch = load_images(images, chosen, device, channels_last)
+        uv = labels.uv[idx].to(device)
+        if cfg["augment"]:
+            with torch.no_grad():
+                batch, geom = augment.augment_view(batch, aug_cfg)
+                uv = augment.transform_points(geom.matrix.to(device), uv)
+        pred = model(batch)
+        loss_uv = F.l1_loss(pred["uv_norm"].float(), pose.uv_to_norm(uv, size))
+        loss_zr = F.l1_loss(pred["zr"].float(), labels.zr[idx].to(device))
+        return loss_uv + cfg["zr_weight"] * loss_zr, len(chosen)
+
+    def evaluate(model):
+        xyz = predict_xyz(model, images, val, labels, device, config, cfg["eval_batch_size"])
+        err = torch.linalg.vector_norm(xyz - labels.xyz[torch.from_numpy(val)], dim=-1)
+        return {"val_epe_cm": float(err.mean()) * 100.0}
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_resolved(config, out_dir / "config.yaml")
+    loop = Loop(
+        "finetune", config, cfg, cfg["seed"], len(rows), out_dir, step_loss, evaluate, "val_epe_cm"
+    )
+    model, history = fit(loop, model, device)
+    extra = {
+        "pretrained": source,
+        "labeled_images": len(rows),
+        "resolution": size,
+        "best_val_epe_cm": history.best,
+        "best_step": history.best_step,
+    }
+    return finish(loop, model, history, out_dir / MODEL_NAME, extra)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="prepared cache folder (equihand prepare)")
+    parser.add_argument(
+        "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
+    )
+    parser.add_argument(
+        "--pretrained",
+        required=True,
+        help="a pretraining run's model.pt, or 'none' to train from the random initialisation",
+    )
+    parser.add_argument("--fraction", type=float, help="overrides finetune.label_fraction")
+    parser.add_argument("--seed", type=int, help="overrides finetune.seed")
+
+
+def run(args, config: dict) -> None:
+    if args.fraction is not None:
+        config["finetune"]["label_fraction"] = args.fraction
+    if args.seed is not None:
+        config["finetune"]["seed"] = args.seed
+    validate(config, "(command line)")
+    pretrained = None if args.pretrained == "none" else Path(args.pretrained)
+    path = finetune(Path(args.data), Path(args.out), config, pretrained)
+    print(f"finetuned {config['model']['backbone']} ({args.pretrained}) -> {path}")

@@ -1,0 +1,94 @@
+"""`equihand pretrain`: self-supervised pretraining of an encoder on the unlabeled pool.
+
+Reads only the images of the prepared cache (never a label, not even to crop): two views of
+each image are drawn on the training device with their geometry recorded, encoded, projected,
+and scored by the chosen objective (equihand.objectives). Writes `model.pt` (final checkpoint),
+`metrics.csv` (one row per epoch) and `config.yaml` into the output folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from equihand import augment, objectives
+from equihand.config import validate, write_resolved
+from equihand.data.cache import PreparedData
+from equihand.errors import UserError
+from equihand.models import build_contrastive_model
+from equihand.train import Loop, finish, fit, resolve_device
+
+MODEL_NAME = "model.pt"
+
+
+def load_images(images, positions: np.ndarray, device: torch.device, channels_last: bool):
+    """uint8 rows of the memory-mapped cache -> float (B, 3, H, W) in [0, 1] on `device`."""
+    batch = torch.from_numpy(np.ascontiguousarray(images[positions])).to(device, non_blocking=True)
+    out = augment.to_float(batch)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
+
+
+def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
+    cfg = config["pretrain"]
+    if cfg["objective"] == "none":
+        raise UserError("objective 'none' means no pretraining; finetune with --pretrained none")
+    objective = objectives.get_objective(cfg["objective"])
+    data = PreparedData(cache_dir)
+    pool = data.split("pool")
+    images = data.images  # the only array read: no labels during pretraining
+    size = images.shape[1]
+    aug_cfg = augment.AugmentConfig.from_config(config["augment"])
+    device = resolve_device(config["device"])
+    channels_last = config["train"]["channels_last"]
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+
+    torch.manual_seed(cfg["seed"])
+    model = build_contrastive_model(config["model"]).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def step_loss(model, positions):
+        batch = load_images(images, pool[positions], device, channels_last)
+        with torch.no_grad():
+            view1, geom1 = augment.augment_view(batch, aug_cfg)
+            view2, geom2 = augment.augment_view(batch, aug_cfg)
+        z = model(torch.cat([view1, view2]))
+        z1, z2 = z.chunk(2)
+        loss = objective(
+            z1.float(), z2.float(), geom1, geom2, temperature=cfg["temperature"], image_size=size
+        )
+        return loss, 2 * len(positions)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_resolved(config, out_dir / "config.yaml")
+    loop = Loop("pretrain", config, cfg, cfg["seed"], len(pool), out_dir, step_loss)
+    model, history = fit(loop, model, device)
+    extra = {"objective": cfg["objective"], "pool_size": len(pool), "resolution": size}
+    return finish(loop, model, history, out_dir / MODEL_NAME, extra)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="prepared cache folder (equihand prepare)")
+    parser.add_argument(
+        "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
+    )
+    parser.add_argument(
+        "--objective", choices=objectives.ALL_OBJECTIVES[1:], help="overrides pretrain.objective"
+    )
+    parser.add_argument("--seed", type=int, help="overrides pretrain.seed")
+
+
+def run(args, config: dict) -> None:
+    if args.objective:
+        config["pretrain"]["objective"] = args.objective
+    if args.seed is not None:
+        config["pretrain"]["seed"] = args.seed
+    validate(config, "(command line)")
+    path = pretrain(Path(args.data), Path(args.out), config)
+    print(
+        f"pretrained {config['model']['backbone']} with {config['pretrain']['objective']} -> {path}"
+    )

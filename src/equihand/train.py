@@ -1,0 +1,262 @@
+"""The training loop shared by pretraining and finetuning, in the spirit of torchvision's
+references: one readable function (`fit`) that owns the optimiser, the schedule, checkpoints and
+metrics, and calls back into the step-specific loss.
+
+Determinism and resuming: the data order of epoch e is a permutation seeded by (seed, e), and the
+global torch RNG is reseeded from (seed, step) before every optimiser step, so augmentation draws
+depend only on the step. A run restarted from its resumable checkpoint (`resume.pt`, written every
+`checkpoint_every` steps and on SIGTERM) therefore continues exactly where it stopped: on the CPU
+its final weights are bitwise equal to an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from equihand import progress
+from equihand.checkpoint import load_checkpoint, save_checkpoint
+from equihand.errors import UserError
+from equihand.io import atomic_write_text
+from equihand.optim import build_optimizer, build_scheduler
+
+RESUME_NAME = "resume.pt"
+METRICS_NAME = "metrics.csv"
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what SLURM and Snakemake expect from a killed job
+
+
+class TrainingError(UserError):
+    """A run that cannot go on (non-finite loss, too little data, mismatching resume state)."""
+
+
+class Preempted(SystemExit):
+    """Raised after SIGTERM once the resumable checkpoint is safely written."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGTERM_EXIT_CODE)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("config device is 'cuda' but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed of optimiser step `step` of a run with seed `seed`."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, 1_000_003, epoch]).permutation(n)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA; a no-op on the CPU (float32 there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@dataclass
+class History:
+    """What the loop has logged: one row per finished epoch, plus the running epoch sums."""
+
+    rows: list[dict] = field(default_factory=list)
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    best: float = math.inf
+    best_step: int = -1
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+@dataclass
+class Loop:
+    """What `fit` needs to know about one training run."""
+
+    kind: str  # "pretrain" or "finetune"
+    config: dict  # the resolved config (saved in every checkpoint)
+    loop_cfg: dict  # config[kind]
+    seed: int
+    n_items: int  # training samples; batches index 0..n_items-1
+    out_dir: Path
+    # loss of one forward pass on the given sample positions -> (loss, images seen)
+    step_loss: Callable[[nn.Module, np.ndarray], tuple[torch.Tensor, int]]
+    # optional validation after every epoch -> metrics dict; `select` names the key to minimise
+    evaluate: Callable[[nn.Module], dict] | None = None
+    select: str | None = None
+
+
+def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, History]:
+    """Train `model` as `loop` says, resuming from `out_dir/resume.pt` if it exists.
+
+    Returns the final model (the best one on validation when `loop.select` is set) and the
+    history; the caller writes the final checkpoint. metrics.csv is written after every epoch.
+    """
+    cfg = loop.loop_cfg
+    per_step = cfg["batch_size"] * cfg["accumulate"]
+    steps_per_epoch = loop.n_items // per_step
+    if steps_per_epoch == 0:
+        raise TrainingError(
+            f"{loop.kind}: {loop.n_items} training images are fewer than one optimiser step "
+            f"(batch_size {cfg['batch_size']} x accumulate {cfg['accumulate']})"
+        )
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["max_steps"]:
+        total = min(total, cfg["max_steps"])
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, total, round(cfg["warmup_epochs"] * steps_per_epoch))
+    history = History()
+    best_state = None
+    start = 0
+    loop.out_dir.mkdir(parents=True, exist_ok=True)
+    resume_path = loop.out_dir / RESUME_NAME
+    if resume_path.exists():
+        state = load_checkpoint(resume_path, kind=loop.kind)
+        for key in (loop.kind, "model"):
+            if state["config"].get(key) != loop.config.get(key):
+                raise TrainingError(
+                    f"{resume_path} was written with a different '{key}' config; delete it to "
+                    "start over or restore the config it was made with"
+                )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history = History(**state["extra"]["history"])
+        best_state = state["extra"].get("best_model")
+        start = state["step"]
+
+    def save_resume(step: int) -> None:
+        extra = {"history": history.to_dict()}
+        if best_state is not None:
+            extra["best_model"] = best_state
+        save_checkpoint(
+            resume_path,
+            {
+                "kind": loop.kind,
+                "final": False,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "config": loop.config,
+                "extra": extra,
+            },
+        )
+
+    stop = {"requested": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    amp = loop.config["train"]["amp"]
+    bar = progress.bar(total=total, initial=start, desc=loop.kind, unit="step")
+    try:
+        model.train()
+        for step in range(start, total):
+            epoch, within = divmod(step, steps_per_epoch)
+            order = epoch_order(loop.seed, epoch, loop.n_items)
+            torch.manual_seed(step_seed(loop.seed, step))
+            tic = time.perf_counter()
+            step_loss, step_images = 0.0, 0
+            for micro in range(cfg["accumulate"]):
+                first = (within * cfg["accumulate"] + micro) * cfg["batch_size"]
+                positions = np.sort(order[first : first + cfg["batch_size"]])
+                with autocast(device, amp):
+                    loss, n_images = loop.step_loss(model, positions)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"{loop.kind}: loss is {loss.item()} at step {step} (epoch {epoch}); "
+                        "lower the learning rate or check the data"
+                    )
+                (loss / cfg["accumulate"]).backward()
+                step_loss += loss.item() / cfg["accumulate"]
+                step_images += n_images
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            history.seconds += time.perf_counter() - tic
+            history.loss_sum += step_loss
+            history.loss_count += 1
+            history.images += step_images
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{step_loss:.4f}", img_s=f"{history.images / history.seconds:.0f}"
+            )
+
+            last_of_epoch = within == steps_per_epoch - 1 or step == total - 1
+            if last_of_epoch:
+                row = {
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "loss": history.loss_sum / history.loss_count,
+                    "lr": scheduler.get_last_lr()[0],
+                    "images_per_s": history.images / history.seconds,
+                }
+                if loop.evaluate is not None:
+                    metrics = loop.evaluate(model)
+                    model.train()
+                    row.update(metrics)
+                    if loop.select and metrics[loop.select] < history.best:
+                        history.best, history.best_step = metrics[loop.select], step + 1
+                        best_state = copy.deepcopy(model.state_dict())
+                history.rows.append(row)
+                history.loss_sum, history.loss_count = 0.0, 0
+                history.images, history.seconds = 0, 0.0
+                _write_metrics(loop.out_dir / METRICS_NAME, history.rows)
+            if stop["requested"] or (step + 1) % cfg["checkpoint_every"] == 0:
+                save_resume(step + 1)
+                if stop["requested"]:
+                    raise Preempted()
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+    if loop.select and best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history
+
+
+def finish(loop: Loop, model: nn.Module, history: History, path: Path, extra: dict) -> Path:
+    """Write the final checkpoint and remove the resumable one."""
+    save_checkpoint(
+        path,
+        {
+            "kind": loop.kind,
+            "final": True,
+            "step": history.rows[-1]["step"] if history.rows else 0,
+            "model": model.state_dict(),
+            "config": loop.config,
+            "extra": {"history": history.to_dict(), **extra},
+        },
+    )
+    (loop.out_dir / RESUME_NAME).unlink(missing_ok=True)
+    return path

@@ -1,0 +1,329 @@
+"""Tests of equihand.augment: geometry against image content, sampling, photometric ops."""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import pytest
+import torch
+
+from equihand import augment
+from equihand.augment import AugmentConfig
+from equihand.config import load_schema
+
+SIZE = 48
+NO_COLOUR = dict(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+NO_GEOMETRY = dict(rotation_deg=0.0, scale=(1.0, 1.0), translate=0.0)
+
+
+def blobs(points: torch.Tensor, size: int = SIZE, sigma: float = 1.0) -> torch.Tensor:
+    """(B, 2) dot centres (u, v) -> (B, 3, size, size) images with a Gaussian dot each."""
+    coord = torch.arange(size, dtype=torch.float32)
+    du = coord[None, None, :] - points[:, 0, None, None]
+    dv = coord[None, :, None] - points[:, 1, None, None]
+    dot = torch.exp(-(du**2 + dv**2) / (2 * sigma**2))
+    return dot[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def centroid(images: torch.Tensor) -> torch.Tensor:
+    """Intensity-weighted centre (u, v) of channel 0 of each image: (B, 2)."""
+    img = images[:, 0].double()
+    coord = torch.arange(img.shape[-1], dtype=img.dtype)
+    mass = img.sum((-2, -1))
+    u = (img * coord[None, None, :]).sum((-2, -1)) / mass
+    v = (img * coord[None, :, None]).sum((-2, -1)) / mass
+    return torch.stack([u, v], -1).float()
+
+
+def geometry(deg, scale, shift, size=SIZE, out_size=None):
+    return augment.make_geometry(
+        torch.tensor(deg, dtype=torch.float32).deg2rad(),
+        torch.tensor(scale, dtype=torch.float32),
+        torch.tensor(shift, dtype=torch.float32),
+        size,
+        out_size,
+    )
+
+
+def reference_matrix(angle, scale, shift, size, out_size=None):
+    """A = T(c' + t) R S(s k) T(-c), built from explicit 3x3 products in float64."""
+    h, w = (size, size) if isinstance(size, int) else size
+    h2, w2 = (h, w) if out_size is None else out_size
+    mats = []
+    for a, s, (tu, tv) in zip(angle.double(), scale.double(), shift.double(), strict=True):
+        t_in = torch.tensor([[1, 0, -(w - 1) / 2], [0, 1, -(h - 1) / 2], [0, 0, 1]]).double()
+        zoom = torch.diag(torch.stack([s * w2 / w, s * h2 / h, torch.ones((), dtype=s.dtype)]))
+        c, n = torch.cos(a).item(), torch.sin(a).item()
+        rot = torch.tensor([[c, -n, 0], [n, c, 0], [0, 0, 1]]).double()
+        t_out = torch.tensor([[1, 0, (w2 - 1) / 2 + tu], [0, 1, (h2 - 1) / 2 + tv], [0, 0, 1]])
+        mats.append(t_out.double() @ rot @ zoom @ t_in)
+    return torch.stack(mats)
+
+
+# --- geometry against image content ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("deg", [30.0, -30.0])
+def test_dot_lands_where_transform_points_says(deg):
+    point = torch.tensor([[20.0, 13.0]])
+    cases = [(deg, 1.0, (0.0, 0.0)), (deg, 1.2, (2.5, -1.5)), (deg, 0.8, (-3.0, 2.0))]
+    geom = geometry(*map(list, zip(*cases, strict=True)))
+    points = point.expand(len(cases), 2)
+    out = augment.warp(blobs(points), geom.matrix)
+    expected = augment.transform_points(geom.matrix, points[:, None])[:, 0]
+    torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
+    # the dot really moved (a no-op warp would not pass)
+    assert (expected - points).norm(dim=-1).min() > 3
+
+
+def test_positive_angle_turns_clockwise_on_screen():
+    """+90 degrees: content right of the centre moves below it (v points down)."""
+    c = (SIZE - 1) / 2
+    right = torch.tensor([[c + 10.0, c]])
+    out = augment.warp(blobs(right), geometry([90.0], [1.0], [[0.0, 0.0]]).matrix)
+    torch.testing.assert_close(centroid(out), torch.tensor([[c, c + 10.0]]), atol=0.05, rtol=0)
+    # and -90 degrees takes it above the centre
+    out = augment.warp(blobs(right), geometry([-90.0], [1.0], [[0.0, 0.0]]).matrix)
+    torch.testing.assert_close(centroid(out), torch.tensor([[c, c - 10.0]]), atol=0.05, rtol=0)
+
+
+def test_shift_moves_content_right_and_down():
+    point = torch.tensor([[20.0, 13.0]])
+    out = augment.warp(blobs(point), geometry([0.0], [1.0], [[3.0, 5.0]]).matrix)
+    torch.testing.assert_close(centroid(out), torch.tensor([[23.0, 18.0]]), atol=0.05, rtol=0)
+
+
+def test_identity_geometry_returns_image_unchanged():
+    images = torch.rand(3, 3, SIZE, SIZE + 8, generator=torch.Generator().manual_seed(0))
+    geom = augment.make_geometry(torch.zeros(3), torch.ones(3), torch.zeros(3, 2), (SIZE, SIZE + 8))
+    torch.testing.assert_close(geom.matrix, torch.eye(3).expand(3, 3, 3))
+    out = augment.warp(images, geom.matrix)
+    torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
+
+
+def test_transform_points_agrees_with_warp_for_random_matrices():
+    gen = torch.Generator().manual_seed(1)
+    n = 64
+    cfg = AugmentConfig(rotation_deg=180.0, scale=(0.8, 1.25), translate=0.08, **NO_COLOUR)
+    geom = augment.sample_geometry(n, SIZE, cfg, generator=gen)
+    c = (SIZE - 1) / 2
+    points = c + (torch.rand(n, 2, generator=gen) * 2 - 1) * 8  # stays well inside after warping
+    out = augment.warp(blobs(points), geom.matrix)
+    expected = augment.transform_points(geom.matrix, points[:, None])[:, 0]
+    torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
+
+
+def test_resize_keeps_pixel_centres_consistent():
+    """Output size 24 from 48: a dot lands at the matching pixel-centre position."""
+    point = torch.tensor([[20.0, 13.0]])
+    geom = geometry([30.0], [1.0], [[1.0, -2.0]], SIZE, (SIZE // 2, SIZE // 2))
+    out = augment.warp(blobs(point, sigma=2.0), geom.matrix, out_size=SIZE // 2)
+    assert out.shape == (1, 3, SIZE // 2, SIZE // 2)
+    expected = augment.transform_points(geom.matrix, point[:, None])[:, 0]
+    torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
+    torch.testing.assert_close(
+        geom.matrix.double(), reference_matrix(geom.angle, geom.scale, geom.shift, SIZE, (24, 24))
+    )
+
+
+def test_transform_points_shapes_and_values():
+    matrix = torch.tensor([[[0.0, -2.0, 5.0], [2.0, 0.0, -1.0], [0.0, 0.0, 1.0]]]).expand(2, 3, 3)
+    uv = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]]]).expand(2, 3, 2)
+    out = augment.transform_points(matrix, uv)
+    assert out.shape == (2, 3, 2)
+    torch.testing.assert_close(out[0], torch.tensor([[5.0, 1.0], [3.0, -1.0], [-3.0, 5.0]]))
+
+
+# --- sampling --------------------------------------------------------------------------------
+
+
+def test_sample_geometry_ranges_formula_and_per_sample_draws():
+    cfg = AugmentConfig(rotation_deg=40.0, scale=(0.7, 1.3), translate=0.1)
+    n, size = 512, (40, 60)
+    geom = augment.sample_geometry(n, size, cfg, generator=torch.Generator().manual_seed(3))
+    assert geom.angle.shape == (n,) and geom.scale.shape == (n,)
+    assert geom.shift.shape == (n, 2) and geom.matrix.shape == (n, 3, 3)
+    assert all(x.dtype == torch.float32 for x in (geom.angle, geom.scale, geom.shift, geom.matrix))
+    assert geom.angle.abs().max() <= math.radians(40.0) + 1e-6
+    assert geom.angle.abs().max() > math.radians(35.0)  # the range is used, not a tiny part
+    assert geom.scale.min() >= 0.7 - 1e-6 and geom.scale.max() <= 1.3 + 1e-6
+    assert geom.scale.min() < 0.75 and geom.scale.max() > 1.25
+    # log-uniform: the median zoom is the geometric mean of the range
+    assert abs(geom.scale.median().item() - math.sqrt(0.7 * 1.3)) < 0.04
+    assert geom.shift[:, 0].abs().max() <= 0.1 * 60 + 1e-5
+    assert geom.shift[:, 1].abs().max() <= 0.1 * 40 + 1e-5
+    assert geom.shift[:, 0].abs().max() > 0.1 * 40 + 0.5  # u uses the width, v the height
+    # matrices are the documented composition
+    ref = reference_matrix(geom.angle, geom.scale, geom.shift, size)
+    torch.testing.assert_close(geom.matrix.double(), ref, atol=1e-4, rtol=1e-6)
+    # one draw per sample, not one per batch
+    for x in (geom.angle, geom.scale, geom.shift[:, 0], geom.shift[:, 1]):
+        assert x.unique().numel() == n
+
+
+def test_sample_geometry_is_reproducible():
+    cfg = AugmentConfig()
+    a = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
+    b = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
+    c = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(a.matrix, b.matrix, atol=0, rtol=0)
+    assert not torch.allclose(a.matrix, c.matrix)
+    torch.manual_seed(5)
+    d = augment.sample_geometry(8, SIZE, cfg)
+    torch.manual_seed(5)
+    e = augment.sample_geometry(8, SIZE, cfg)
+    torch.testing.assert_close(d.angle, e.angle, atol=0, rtol=0)
+
+
+def test_zero_ranges_give_identity():
+    cfg = AugmentConfig(**NO_GEOMETRY, **NO_COLOUR)
+    images = torch.rand(4, 3, SIZE, SIZE)
+    views, geom = augment.augment_view(images, cfg)
+    torch.testing.assert_close(geom.matrix, torch.eye(3).expand(4, 3, 3))
+    torch.testing.assert_close(views, images, atol=1e-5, rtol=0)
+
+
+def test_config_matches_schema_defaults():
+    schema = load_schema()["properties"]["augment"]["properties"]
+    defaults = {k: v["default"] for k, v in schema.items()}
+    cfg = AugmentConfig.from_config({})
+    assert {k: getattr(cfg, k) for k in defaults} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()
+    }
+    assert AugmentConfig.from_config(defaults) == cfg
+    assert AugmentConfig.from_config({"rotation_deg": 10}).rotation_deg == 10
+    with pytest.raises(ValueError, match="unknown"):
+        AugmentConfig.from_config({"rotate": 10})
+    with pytest.raises(ValueError, match="scale"):
+        AugmentConfig(scale=(1.2, 0.9))
+
+
+# --- photometric -----------------------------------------------------------------------------
+
+
+def colourful(n: int = 16, size: int = 24, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (0.2 + 0.6 * torch.rand(n, 3, size, size, generator=gen)).contiguous(
+        memory_format=torch.channels_last
+    )
+
+
+def test_photometric_all_probabilities_zero_is_identity():
+    images = colourful()
+    cfg = AugmentConfig(**NO_COLOUR)
+    out = augment.photometric(images, cfg, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, images)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(jitter_p=1.0),
+        dict(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.2),
+        dict(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.8, hue=0.0),
+    ],
+)
+def test_photometric_changes_every_sample_and_stays_in_range(kw):
+    images = colourful()
+    cfg = AugmentConfig(**{**NO_COLOUR, **kw})
+    out = augment.photometric(images, cfg, generator=torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert out.min() >= 0 and out.max() <= 1
+    per_sample = (out - images).abs().amax(dim=(1, 2, 3))
+    assert (per_sample > 1e-3).all()
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_blur_p_one_smooths_every_sample():
+    images = colourful()
+    out = augment.photometric(images, AugmentConfig(**{**NO_COLOUR, "blur_p": 1.0}))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+
+    def roughness(x):
+        return (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
+
+    assert (roughness(out) <= roughness(images) + 1e-6).all()
+    assert (roughness(out) < 0.7 * roughness(images)).float().mean() > 0.5  # sigma ~ U(0.1, 2)
+
+
+def test_photometric_is_per_sample_and_reproducible():
+    images = colourful(64)
+    cfg = AugmentConfig(jitter_p=0.5)
+    out = augment.photometric(images, cfg, generator=torch.Generator().manual_seed(2))
+    again = augment.photometric(images, cfg, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, again)
+    changed = (out - images).abs().amax(dim=(1, 2, 3)) > 0
+    assert 10 < changed.sum() < 54  # about half the samples, untouched ones bit for bit
+    # brightness factors differ between samples: mean ratio is not one number for the batch
+    ratio = out[changed].mean((1, 2, 3)) / images[changed].mean((1, 2, 3))
+    assert ratio.std() > 0.05
+
+
+def test_shift_hue_matches_hsv_round_trip():
+    images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    images[0, :, :2] = 0.5  # grey pixels (no hue)
+    images[1, 0] = images[1, 1]  # channel ties
+    images[2, 2] = images[2, 1]
+    turn = torch.tensor([0.1, -0.3, 0.5, -0.5, 0.0, 0.25])
+    ref = kornia.enhance.adjust_hue(images, turn * 2 * math.pi)
+    out = augment.shift_hue(images, turn)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[4], images[4], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.amax(1), images.amax(1))  # value and chroma are kept
+    torch.testing.assert_close(out.amin(1), images.amin(1))
+
+
+def test_grayscale_p_one_gives_equal_channels():
+    images = colourful()
+    out = augment.photometric(images, AugmentConfig(**{**NO_COLOUR, "grayscale_p": 1.0}))
+    torch.testing.assert_close(out[:, 0], out[:, 1])
+    torch.testing.assert_close(out[:, 1], out[:, 2])
+    assert not torch.allclose(out, images, atol=1e-2)
+
+
+# --- views and conversion --------------------------------------------------------------------
+
+
+def test_two_views_differ_and_keep_shape():
+    images = colourful(8, SIZE)
+    (v1, g1), (v2, g2) = augment.two_views(
+        images, AugmentConfig(), torch.Generator().manual_seed(0)
+    )
+    assert v1.shape == v2.shape == images.shape
+    assert v1.min() >= 0 and v1.max() <= 1
+    assert (v1 - v2).abs().amax(dim=(1, 2, 3)).min() > 1e-2
+    assert not torch.allclose(g1.angle, g2.angle) and not torch.allclose(g1.shift, g2.shift)
+
+
+def test_augment_view_out_size_and_no_grad():
+    images = colourful(4, SIZE).requires_grad_()
+    views, geom = augment.augment_view(images, AugmentConfig(), out_size=SIZE // 2)
+    assert views.shape == (4, 3, SIZE // 2, SIZE // 2)
+    assert not views.requires_grad
+    # geometry reads: input pixel -> output pixel of the smaller image
+    centre_in = torch.full((4, 1, 2), (SIZE - 1) / 2)
+    centre_out = augment.transform_points(geom.matrix, centre_in)[:, 0]
+    torch.testing.assert_close(centre_out, (SIZE // 2 - 1) / 2 + geom.shift)
+
+
+def test_to_float():
+    raw = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
+    raw[0, 0, 0] = torch.tensor([0, 128, 255], dtype=torch.uint8)
+    out = augment.to_float(raw)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert 0 <= out.min() and out.max() <= 1
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.0, 128 / 255, 1.0]))
+    torch.testing.assert_close(out.permute(0, 2, 3, 1), raw.float() / 255)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    images = colourful(8, SIZE)
+    cfg = AugmentConfig()
+    cpu, g_cpu = augment.augment_view(images, cfg, torch.Generator().manual_seed(4))
+    gpu, g_gpu = augment.augment_view(images.cuda(), cfg, torch.Generator().manual_seed(4))
+    assert gpu.device.type == "cuda" and g_gpu.matrix.device.type == "cuda"
+    torch.testing.assert_close(g_gpu.matrix.cpu(), g_cpu.matrix)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
