@@ -331,3 +331,12 @@ def test_cli_pretrain_and_finetune(cache, tmp_path):
     assert cli.main([*args, "--pretrained", str(pre / "model.pt"), "--fraction", "0.5"]) == 0
     assert cli.main([*args, "--pretrained", "none", "--fraction", "0"]) == 2
     assert cli.main([*args, "--pretrained", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_gradient_accumulation_counts_optimiser_steps(cache, tmp_path):
+    config = tiny_config("pretrain.batch_size=4", "pretrain.accumulate=2")
+    path = pretrain(cache, tmp_path / "run", config)
+    pool = PreparedData(cache).split("pool")
+    record = load_checkpoint(path)
+    assert record["step"] == len(pool) // 8
+    assert record["extra"]["history"]["rows"][0]["step"] == len(pool) // 8

@@ -45,6 +45,18 @@ class Labels:
         _, self.zr = pose.to_25d(self.xyz, self.K, self.scale)
 
 
+def pose_loss(model, batch, uv, zr, aug_cfg, zr_weight: float) -> torch.Tensor:
+    """L1 on normalised 2D keypoints + weighted L1 on root-relative depth, after augmenting
+    `batch` (and moving `uv` with it) when `aug_cfg` is given."""
+    if aug_cfg is not None:
+        with torch.no_grad():
+            batch, geom = augment.augment_view(batch, aug_cfg)
+            uv = augment.transform_points(geom.matrix.to(uv.device), uv)
+    pred = model(batch)
+    loss_uv = F.l1_loss(pred["uv_norm"].float(), pose.uv_to_norm(uv, batch.shape[-1]))
+    return loss_uv + zr_weight * F.l1_loss(pred["zr"].float(), zr)
+
+
 @torch.no_grad()
 def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size):
     """Predicted 3D joints (N, 21, 3) in metres for cache rows, without augmentation."""
@@ -98,15 +110,9 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
         chosen = rows[positions]
         idx = torch.from_numpy(chosen)
         batch = load_images(images, chosen, device, channels_last)
-        uv = labels.uv[idx].to(device)
-        if cfg["augment"]:
-            with torch.no_grad():
-                batch, geom = augment.augment_view(batch, aug_cfg)
-                uv = augment.transform_points(geom.matrix.to(device), uv)
-        pred = model(batch)
-        loss_uv = F.l1_loss(pred["uv_norm"].float(), pose.uv_to_norm(uv, size))
-        loss_zr = F.l1_loss(pred["zr"].float(), labels.zr[idx].to(device))
-        return loss_uv + cfg["zr_weight"] * loss_zr, len(chosen)
+        uv, zr = labels.uv[idx].to(device), labels.zr[idx].to(device)
+        aug = aug_cfg if cfg["augment"] else None
+        return pose_loss(model, batch, uv, zr, aug, cfg["zr_weight"]), len(chosen)
 
     def evaluate(model):
         xyz = predict_xyz(model, images, val, labels, device, config, cfg["eval_batch_size"])

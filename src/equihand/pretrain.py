@@ -30,6 +30,15 @@ def load_images(images, positions: np.ndarray, device: torch.device, channels_la
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
 
 
+def contrastive_loss(model, batch, aug_cfg, objective, temperature: float) -> torch.Tensor:
+    """Two augmented views of `batch` (B, 3, H, W) -> one forward pass -> the objective."""
+    with torch.no_grad():
+        view1, geom1 = augment.augment_view(batch, aug_cfg)
+        view2, geom2 = augment.augment_view(batch, aug_cfg)
+    z1, z2 = model(torch.cat([view1, view2])).float().chunk(2)
+    return objective(z1, z2, geom1, geom2, temperature=temperature, image_size=batch.shape[-1])
+
+
 def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     cfg = config["pretrain"]
     if cfg["objective"] == "none":
@@ -52,14 +61,7 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
 
     def step_loss(model, positions):
         batch = load_images(images, pool[positions], device, channels_last)
-        with torch.no_grad():
-            view1, geom1 = augment.augment_view(batch, aug_cfg)
-            view2, geom2 = augment.augment_view(batch, aug_cfg)
-        z = model(torch.cat([view1, view2]))
-        z1, z2 = z.chunk(2)
-        loss = objective(
-            z1.float(), z2.float(), geom1, geom2, temperature=cfg["temperature"], image_size=size
-        )
+        loss = contrastive_loss(model, batch, aug_cfg, objective, cfg["temperature"])
         return loss, 2 * len(positions)
 
     out_dir = Path(out_dir)
