@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, tiny_config
 from torch import nn
 
 from equihand import cli
@@ -22,50 +23,11 @@ from equihand.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from equihand.config import load_config
 from equihand.data.cache import PreparedData
-from equihand.data.prepare import prepare
-from equihand.data.synth import synthesize
 from equihand.finetune import finetune, labeled_subset
 from equihand.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
 from equihand.pretrain import pretrain
 from equihand.train import Loop, TrainingError, fit
-
-TINY = [
-    "progress=never",
-    "device=cpu",
-    "synth.n_train=64",
-    "synth.n_eval=8",
-    "synth.image_size=64",
-    "synth.n_hands_train=8",
-    "synth.n_hands_eval=2",
-    "synth.workers=1",
-    "prepare.resolution=32",
-    "prepare.workers=1",
-    "prepare.val_fraction=0.25",
-    "prepare.labeled_fraction=0.5",
-    "pretrain.batch_size=8",
-    "pretrain.epochs=1",
-    "pretrain.checkpoint_every=2",
-    "finetune.batch_size=8",
-    "finetune.epochs=3",
-    "finetune.eval_batch_size=16",
-    "train.threads=1",
-]
-
-
-def tiny_config(*extra: str) -> dict:
-    return load_config(None, [*TINY, *extra])
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    config = tiny_config()
-    synthesize(root / "synth", config)
-    out = root / "prepared"
-    prepare(root / "synth", out, config)
-    return out
 
 
 def state_equal(a: dict, b: dict) -> bool:

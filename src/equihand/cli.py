@@ -21,6 +21,7 @@ STEPS = {
     "prepare": ("equihand.data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
     "pretrain": ("equihand.pretrain", "self-supervised pretraining of an encoder (no labels)"),
     "finetune": ("equihand.finetune", "supervised 2.5D pose finetuning, selected on validation"),
+    "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
     "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
 }
 

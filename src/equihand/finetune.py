@@ -58,11 +58,12 @@ def pose_loss(model, batch, uv, zr, aug_cfg, zr_weight: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size):
-    """Predicted 3D joints (N, 21, 3) in metres for cache rows, without augmentation."""
+def predict(model, images, rows, labels: Labels, device, config, batch_size):
+    """Predicted 2D joints (N, 21, 2) in cache pixels and 3D joints (N, 21, 3) in metres for
+    cache rows, without augmentation (3D from the 2.5D output with each row's K and scale)."""
     model.eval()
     size = images.shape[1]
-    out = []
+    uvs, xyzs = [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         batch = load_images(images, chunk, device, config["train"]["channels_last"])
@@ -70,8 +71,13 @@ def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size)
             pred = model(batch)
         uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
         idx = torch.from_numpy(chunk)
-        out.append(pose.from_25d(uv, pred["zr"].float().cpu(), labels.K[idx], labels.scale[idx]))
-    return torch.cat(out)
+        uvs.append(uv)
+        xyzs.append(pose.from_25d(uv, pred["zr"].float().cpu(), labels.K[idx], labels.scale[idx]))
+    return torch.cat(uvs), torch.cat(xyzs)
+
+
+def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size):
+    return predict(model, images, rows, labels, device, config, batch_size)[1]
 
 
 def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | None) -> Path:

@@ -1,0 +1,146 @@
+"""`equihand evaluate`: score a finetuned checkpoint on a split with FreiHAND's metrics.
+
+Writes into the output folder: `metrics.json` (equihand.metrics.evaluate_keypoints: EPE, PA-EPE,
+AUC, PA-AUC in FreiHAND's units, root-relative EPE, 2D errors), `per_sample.csv` and
+`per_joint.csv` (errors in cm, before and after Procrustes alignment), `pck.csv` (the PCK curves),
+`pred.json` in FreiHAND's submission format ([xyz list, verts list], metres; no vertices), a grid
+of qualitative predictions (`qualitative.png`, true skeleton white, predicted in colour) and the
+resolved config. The test split is read here and nowhere in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from equihand import metrics
+from equihand.checkpoint import load_checkpoint
+from equihand.config import write_resolved
+from equihand.data.cache import SPLIT_NAMES, PreparedData
+from equihand.data.layout import BONES, JOINT_NAMES
+from equihand.data.synth import draw_skeleton
+from equihand.finetune import Labels, predict
+from equihand.io import atomic_path, atomic_write_json, atomic_write_text
+from equihand.models import build_pose_model
+from equihand.train import resolve_device
+
+GRID_SAMPLES = 16
+GRID_TILE_PX = 160
+
+
+def _csv_text(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def qualitative_grid(images: np.ndarray, uv_true, uv_pred, scale_px: float) -> Image.Image:
+    """Tiles of (image, true skeleton in white, predicted skeleton in colour)."""
+    n = len(images)
+    cols = 4
+    rows = (n + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * GRID_TILE_PX, rows * GRID_TILE_PX), "white")
+    for k in range(n):
+        tile = Image.fromarray(images[k]).resize((GRID_TILE_PX, GRID_TILE_PX), Image.BILINEAR)
+        draw = ImageDraw.Draw(tile)
+        true = (np.asarray(uv_true[k]) + 0.5) * scale_px - 0.5
+        for parent, child in BONES:
+            draw.line([tuple(true[parent]), tuple(true[child])], fill=(255, 255, 255), width=3)
+        draw_skeleton(tile, (np.asarray(uv_pred[k]) + 0.5) * scale_px - 0.5)
+        sheet.paste(tile, ((k % cols) * GRID_TILE_PX, (k // cols) * GRID_TILE_PX))
+    return sheet
+
+
+def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, config: dict) -> dict:
+    record = load_checkpoint(checkpoint, kind="finetune")
+    run_config = record["config"]
+    data = PreparedData(cache_dir)
+    rows = data.split(split)
+    labels = Labels(data)
+    device = resolve_device(config["device"])
+    model = build_pose_model(run_config["model"])
+    model.load_state_dict(record["model"])
+    model = model.to(device)
+    batch_size = run_config["finetune"]["eval_batch_size"]
+    uv_pred, xyz_pred = predict(model, data.images, rows, labels, device, run_config, batch_size)
+    idx = torch.from_numpy(rows)
+    xyz_true = labels.xyz[idx].double().numpy()
+    uv_true = labels.uv[idx].double().numpy()
+    xyz_pred, uv_pred = xyz_pred.double().numpy(), uv_pred.double().numpy()
+    result = metrics.evaluate_keypoints(xyz_pred, xyz_true, uv_pred, uv_true)
+    result.update(
+        {
+            "checkpoint": str(checkpoint),
+            "split": split,
+            "n_samples": len(rows),
+            "objective_pretrained": record["extra"].get("pretrained"),
+        }
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    err = metrics.keypoint_errors(xyz_pred, xyz_true) * metrics.CM_PER_M
+    pa = metrics.procrustes_align(xyz_pred, xyz_true)
+    pa_err = metrics.keypoint_errors(pa, xyz_true) * metrics.CM_PER_M
+    atomic_write_text(
+        out_dir / "per_sample.csv",
+        _csv_text(
+            ["row", "epe_cm", "pa_epe_cm"],
+            zip(rows.tolist(), err.mean(1).tolist(), pa_err.mean(1).tolist(), strict=True),
+        ),
+    )
+    atomic_write_text(
+        out_dir / "per_joint.csv",
+        _csv_text(
+            ["joint", "name", "epe_cm", "pa_epe_cm"],
+            zip(range(21), JOINT_NAMES, err.mean(0).tolist(), pa_err.mean(0).tolist(), strict=True),
+        ),
+    )
+    pck = result["pck"]
+    atomic_write_text(
+        out_dir / "pck.csv",
+        _csv_text(
+            ["threshold_mm", "pck", "pa_pck"],
+            zip(
+                (np.asarray(pck["thresholds_m"]) * 1000).tolist(),
+                pck["pck"],
+                pck["pa_pck"],
+                strict=True,
+            ),
+        ),
+    )
+    atomic_write_json(out_dir / "pred.json", [xyz_pred.tolist(), [[] for _ in rows]])
+    n = min(GRID_SAMPLES, len(rows))
+    grid = qualitative_grid(
+        np.asarray(data.images[rows[:n]]),
+        uv_true[:n],
+        uv_pred[:n],
+        GRID_TILE_PX / data.images.shape[1],
+    )
+    with atomic_path(out_dir / "qualitative.png") as tmp:
+        grid.save(tmp, format="PNG")
+    write_resolved(config, out_dir / "config.yaml")
+    atomic_write_json(out_dir / "metrics.json", result, indent=2)
+    return result
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a finetuning run's model.pt")
+    parser.add_argument("--data", required=True, help="prepared cache folder")
+    parser.add_argument("--split", default="test", choices=SPLIT_NAMES, help="default: test")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, pred.json, ...")
+
+
+def run(args, config: dict) -> None:
+    result = evaluate(Path(args.checkpoint), Path(args.data), args.split, Path(args.out), config)
+    print(
+        f"{args.split}: EPE {result['epe_cm']:.2f} cm, PA-EPE {result['pa_epe_cm']:.2f} cm, "
+        f"AUC {result['auc']:.3f}, PA-AUC {result['pa_auc']:.3f} -> {args.out}"
+    )
