@@ -13,9 +13,11 @@ validate(config, f"{workflow.basedir}/src/equihand/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
-        prepared_cache(config["dataset"]),
+        rules.aggregate.output,

@@ -2,6 +2,7 @@
 # each `equihand` call receives on its command line (so the command is one a user can type, and
 # Snakemake reruns a step exactly when its own section of the config changes).
 import json
+import os
 import shlex
 
 DATA_DIR = config["data_dir"]
@@ -27,3 +28,57 @@ def prepared_cache(dataset):
 
 wildcard_constraints:
     dataset="synth|freihand",
+
+
+STUDY = config["study"]
+CACHE = prepared_cache(config["dataset"])
+
+
+def job_threads(rule_name):
+    """Threads of a training rule from study.resources (0 = all cores given to Snakemake)."""
+    return STUDY["resources"][rule_name]["threads"] or workflow.cores
+
+
+def job_resource(rule_name, key):
+    return STUDY["resources"][rule_name][key]
+
+
+def evaluate_dir(objective, backbone, fraction, seed):
+    return f"{RESULTS}/evaluate/{objective}_{backbone}_f{fraction}_s{seed}"
+
+
+def finetune_input(wildcards):
+    """The prepared cache, plus the pretrained encoder unless the objective is `none`."""
+    inputs = {"cache": CACHE}
+    if wildcards.objective != "none":
+        w = wildcards
+        inputs["pretrained"] = (
+            f"{RESULTS}/pretrain/{w.objective}_{w.backbone}_s{w.seed}/model.pt"
+        )
+    return inputs
+
+
+def output_folder(wildcards, output):
+    """The folder of a rule's first output (the run folder the CLI writes into)."""
+    return os.path.dirname(output[0])
+
+
+def pretrained_arg(wildcards, input):
+    return input.get("pretrained", "none")
+
+
+def all_evaluations():
+    return [
+        f"{evaluate_dir(o, b, f, s)}/metrics.json"
+        for o in STUDY["objectives"]
+        for b in STUDY["backbones"]
+        for f in STUDY["label_fractions"]
+        for s in STUDY["seeds"]
+    ]
+
+
+wildcard_constraints:
+    objective="none|invariant|equivariant",
+    backbone="resnet[0-9]+",
+    seed="[0-9]+",
+    fraction="[0-9.]+",

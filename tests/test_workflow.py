@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -65,13 +66,28 @@ def test_rerun_has_nothing_to_do(smoke_run: Path):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_prepare_params_reruns_only_prepare(smoke_run: Path, tmp_path: Path):
+def test_smoke_study_fills_every_cell_of_the_ablation(smoke_run: Path):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["study"]
+    table = pd.read_csv(smoke_run / "results" / "tables" / "ablation.csv")
+    cells = {(o, f) for o in config["objectives"] for f in config["label_fractions"]}
+    assert set(zip(table["objective"], table["label_fraction"], strict=True)) == cells
+    for column in ("epe_cm_mean", "pa_epe_cm_mean", "auc_mean", "pa_auc_mean"):
+        assert np.isfinite(table[column]).all(), column
+    assert (table["n_seeds"] == len(config["seeds"])).all()
+    assert (smoke_run / "results" / "tables" / "ablation.md").is_file()
+    # none has no pretraining job; the others have one per seed
+    assert not list((smoke_run / "results" / "pretrain").glob("none_*"))
+    assert len(list((smoke_run / "results" / "pretrain").glob("*/model.pt"))) == 2
+
+
+def test_changing_prepare_params_reruns_prepare_not_synth(smoke_run: Path, tmp_path: Path):
     change = tmp_path / "change.yaml"
     change.write_text("prepare:\n  resolution: 16\n")
     result = snakemake(smoke_run, "-n", extra_config=change)
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
     assert "rule prepare:" in out
+    assert "rule finetune:" in out
     assert "rule synth:" not in out
 
 

@@ -22,6 +22,7 @@ STEPS = {
     "pretrain": ("equihand.pretrain", "self-supervised pretraining of an encoder (no labels)"),
     "finetune": ("equihand.finetune", "supervised 2.5D pose finetuning, selected on validation"),
     "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
+    "aggregate": ("equihand.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
     "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
 }
 

@@ -8,6 +8,7 @@ file; the CLI validates here with jsonschema, filling in defaults the same way.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,17 @@ def validate(config: dict, source: str = "config") -> dict:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``a.b.c=value`` (value read as YAML) into (["a", "b", "c"], value)."""
+    """Parse ``a.b.c=value`` (value read as JSON, else YAML) into (["a", "b", "c"], value)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key.path=value")
     key, value = text.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"override {text!r} has an empty key")
-    return parts, yaml.safe_load(value)
+    try:  # JSON first: YAML 1.1 reads an exponent without a dot (1e-06) as a string
+        return parts, json.loads(value)
+    except ValueError:
+        return parts, yaml.safe_load(value)
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:

@@ -80,7 +80,11 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
             "checkpoint": str(checkpoint),
             "split": split,
             "n_samples": len(rows),
-            "objective_pretrained": record["extra"].get("pretrained"),
+            "pretrained": record["extra"]["pretrained"],
+            "objective": record["extra"]["objective"],
+            "backbone": run_config["model"]["backbone"],
+            "label_fraction": run_config["finetune"]["label_fraction"],
+            "seed": run_config["finetune"]["seed"],
         }
     )
 

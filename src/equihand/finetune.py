@@ -98,7 +98,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
 
     torch.manual_seed(cfg["seed"])
     model = build_pose_model(config["model"])
-    source = "scratch"
+    source, objective = "scratch", "none"
     if pretrained is not None:
         state = load_checkpoint(pretrained, kind="pretrain")
         if state["config"]["model"]["backbone"] != config["model"]["backbone"]:
@@ -107,7 +107,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
                 f"asks for {config['model']['backbone']}"
             )
         load_backbone_state(model, state["model"])
-        source = str(pretrained)
+        source, objective = str(pretrained), state["config"]["pretrain"]["objective"]
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -134,6 +134,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
     model, history = fit(loop, model, device)
     extra = {
         "pretrained": source,
+        "objective": objective,
         "labeled_images": len(rows),
         "resolution": size,
         "best_val_epe_cm": history.best,

@@ -1,0 +1,129 @@
+"""`equihand aggregate`: the ablation table from every evaluation's metrics.json.
+
+One row per objective x backbone x label fraction: EPE, PA-EPE (cm), AUC and PA-AUC as mean and
+standard deviation over seeds (ddof=1; 0 for a single seed), the number of seeds, and the
+relative PA-EPE improvement over `none` (same backbone and fraction) in percent, PeCLR's
+headline measure: 100 * (PA-EPE_none - PA-EPE) / PA-EPE_none. Written as CSV, Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from equihand.errors import UserError
+from equihand.io import atomic_write_text
+
+KEYS = ["objective", "backbone", "label_fraction"]
+METRICS = {"epe_cm": "EPE (cm)", "pa_epe_cm": "PA-EPE (cm)", "auc": "AUC", "pa_auc": "PA-AUC"}
+OBJECTIVE_ORDER = ["none", "invariant", "equivariant"]
+
+
+def load_runs(paths: list[Path]) -> pd.DataFrame:
+    """One row per evaluated run (metrics.json files written by `equihand evaluate`)."""
+    records = []
+    for path in paths:
+        try:
+            m = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not a readable metrics.json ({e})") from None
+        missing = [k for k in [*KEYS, "seed", *METRICS] if k not in m]
+        if missing:
+            raise UserError(f"{path}: missing keys {missing}; was it written by equihand evaluate?")
+        records.append({k: m[k] for k in [*KEYS, "seed", *METRICS]} | {"path": str(path)})
+    if not records:
+        raise UserError("no metrics.json given")
+    runs = pd.DataFrame(records)
+    dup = runs.duplicated([*KEYS, "seed"], keep=False)
+    if dup.any():
+        raise UserError(f"the same run appears twice: {sorted(runs.loc[dup, 'path'])}")
+    return runs
+
+
+def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    grouped = runs.groupby(KEYS, sort=False)
+    table = grouped[list(METRICS)].agg(["mean", "std"])
+    table.columns = [f"{m}_{stat}" for m, stat in table.columns]
+    table = table.fillna({c: 0.0 for c in table.columns if c.endswith("_std")})
+    table["n_seeds"] = grouped.size()
+    table = table.reset_index()
+    base = table[table["objective"] == "none"].set_index(["backbone", "label_fraction"])
+    ref = [
+        base["pa_epe_cm_mean"].get((b, f), float("nan"))
+        for b, f in zip(table["backbone"], table["label_fraction"], strict=True)
+    ]
+    table["pa_epe_improvement_pct"] = (
+        100.0 * (pd.Series(ref) - table["pa_epe_cm_mean"]) / pd.Series(ref)
+    )
+    order = {o: i for i, o in enumerate(OBJECTIVE_ORDER)}
+    table["_o"] = table["objective"].map(lambda o: order.get(o, len(order)))
+    table = table.sort_values(["backbone", "label_fraction", "_o"]).drop(columns="_o")
+    return table.reset_index(drop=True)
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    out = table[KEYS].copy()
+    out["label_fraction"] = [f"{f:g}" for f in table["label_fraction"]]
+    for key, name in METRICS.items():
+        digits = 2 if key.endswith("cm") else 3
+        out[name] = [
+            f"{m:.{digits}f} ± {s:.{digits}f}"
+            for m, s in zip(table[f"{key}_mean"], table[f"{key}_std"], strict=True)
+        ]
+    out["seeds"] = table["n_seeds"].astype(int)
+    out["PA-EPE vs none"] = [
+        "" if pd.isna(v) or o == "none" else f"{v:+.1f}%"
+        for v, o in zip(table["pa_epe_improvement_pct"], table["objective"], strict=True)
+    ]
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    shown = _display(table)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += [
+        "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    shown = _display(table).replace({"±": r"$\\pm$", "%": r"\\%"}, regex=True)
+    cols = "l" * len(KEYS) + "r" * (len(shown.columns) - len(KEYS))
+    body = [" & ".join(str(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
+    head = " & ".join(shown.columns) + r" \\"
+    return "\n".join(
+        [
+            rf"\begin{{tabular}}{{{cols}}}",
+            r"\toprule",
+            head,
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            "",
+        ]
+    ).replace("_", r"\_")
+
+
+def aggregate(paths: list[Path], out_dir: Path) -> pd.DataFrame:
+    runs = load_runs(paths)
+    table = ablation_table(runs)
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
+    atomic_write_text(out_dir / "ablation.csv", table.to_csv(index=False))
+    atomic_write_text(out_dir / "ablation.md", to_markdown(table))
+    atomic_write_text(out_dir / "ablation.tex", to_latex(table))
+    return table
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
+    parser.add_argument("--out", required=True, help="folder for ablation.{csv,md,tex}, runs.csv")
+
+
+def run(args, config: dict) -> None:
+    table = aggregate([Path(p) for p in args.metrics], Path(args.out))
+    print(to_markdown(table))
