@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,39 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
     assert result.returncode != 0
     assert "n_train" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "configfile, jobs",
+    [
+        # 2 objectives x seeds pretrain; 3 objectives x fractions x seeds finetune and evaluate
+        ("default.yaml", {"pretrain": 6, "finetune": 18, "evaluate": 18, "aggregate": 1}),
+        ("smoke.yaml", {"pretrain": 2, "finetune": 6, "evaluate": 6, "aggregate": 1}),
+        ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
+    ],
+)
+def test_every_config_builds_its_dag(tmp_path: Path, configfile: str, jobs: dict):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / configfile),
+            "-n",
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    stats = out[out.index("Job stats:") :]
+    for rule, count in jobs.items():
+        assert re.search(rf"^{rule}\s+{count}$", stats, re.MULTILINE), (rule, stats[:600])
