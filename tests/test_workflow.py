@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir: Path, *args: str, extra_config: Path | None = None):
+def snakemake(workdir: Path, *args: str, configfiles: tuple[Path, ...] | None = None):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     cmd = [
         str(BIN / "snakemake"),
@@ -27,8 +27,7 @@ def snakemake(workdir: Path, *args: str, extra_config: Path | None = None):
         "--directory",
         str(workdir),
         "--configfile",
-        str(REPO / "config" / "smoke.yaml"),
-        *([str(extra_config)] if extra_config else []),
+        *map(str, configfiles or (REPO / "config" / "smoke.yaml",)),
         "--cores",
         "2",
         *args,
@@ -84,7 +83,7 @@ def test_smoke_study_fills_every_cell_of_the_ablation(smoke_run: Path):
 def test_changing_prepare_params_reruns_prepare_not_synth(smoke_run: Path, tmp_path: Path):
     change = tmp_path / "change.yaml"
     change.write_text("prepare:\n  resolution: 16\n")
-    result = snakemake(smoke_run, "-n", extra_config=change)
+    result = snakemake(smoke_run, "-n", configfiles=(REPO / "config" / "smoke.yaml", change))
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
     assert "rule prepare:" in out
@@ -95,24 +94,7 @@ def test_changing_prepare_params_reruns_prepare_not_synth(smoke_run: Path, tmp_p
 def test_invalid_config_fails_before_any_job(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("synth:\n  n_train: 0\n")
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(bad),
-            "--cores",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    result = snakemake(tmp_path, configfiles=(bad,))
     assert result.returncode != 0
     assert "n_train" in result.stderr
     assert not (tmp_path / "data").exists()
@@ -128,25 +110,7 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
     ],
 )
 def test_every_config_builds_its_dag(tmp_path: Path, configfile: str, jobs: dict):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config" / configfile),
-            "-n",
-            "--cores",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    result = snakemake(tmp_path, "-n", configfiles=(REPO / "config" / configfile,))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     stats = out[out.index("Job stats:") :]

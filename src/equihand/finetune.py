@@ -22,7 +22,15 @@ from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.models import build_pose_model, load_backbone_state
 from equihand.pretrain import load_images
-from equihand.train import Loop, TrainingError, autocast, finish, fit, resolve_device
+from equihand.train import (
+    Loop,
+    TrainingError,
+    add_run_arguments,
+    autocast,
+    finish,
+    fit,
+    resolve_device,
+)
 
 MODEL_NAME = "model.pt"
 
@@ -144,10 +152,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="prepared cache folder (equihand prepare)")
-    parser.add_argument(
-        "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--pretrained",
         required=True,

@@ -18,7 +18,7 @@ from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
 from equihand.models import build_contrastive_model
-from equihand.train import Loop, finish, fit, resolve_device
+from equihand.train import Loop, add_run_arguments, finish, fit, resolve_device
 
 MODEL_NAME = "model.pt"
 
@@ -74,10 +74,7 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="prepared cache folder (equihand prepare)")
-    parser.add_argument(
-        "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--objective", choices=objectives.ALL_OBJECTIVES[1:], help="overrides pretrain.objective"
     )

@@ -48,6 +48,14 @@ class Preempted(SystemExit):
         super().__init__(SIGTERM_EXIT_CODE)
 
 
+def add_run_arguments(parser) -> None:
+    """The arguments every training/evaluation step shares: its data and its run folder."""
+    parser.add_argument("--data", required=True, help="prepared cache folder (equihand prepare)")
+    parser.add_argument(
+        "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
