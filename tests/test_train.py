@@ -254,9 +254,10 @@ def test_finetune_from_pretrained_selects_on_validation(cache, tmp_path):
     with open(tmp_path / "ft" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
-    val = [float(r["val_epe_cm"]) for r in rows]
+    val = [float(r["val_pa_epe_cm"]) for r in rows]
     extra = record["extra"]
-    assert extra["best_val_epe_cm"] == pytest.approx(min(val))
+    assert extra["selected_on"] == "val_pa_epe_cm"
+    assert extra["best_val"] == pytest.approx(min(val))
     assert extra["best_step"] == int(rows[int(np.argmin(val))]["step"])
     assert extra["pretrained"] == str(pre)
     assert record["config"]["finetune"]["label_fraction"] == 1.0
