@@ -27,7 +27,7 @@ from equihand.data.synth import draw_skeleton
 from equihand.finetune import Labels, predict
 from equihand.io import atomic_path, atomic_write_json, atomic_write_text
 from equihand.models import build_pose_model
-from equihand.train import resolve_device
+from equihand.train import place, runtime_setup
 
 GRID_SAMPLES = 16
 GRID_TILE_PX = 160
@@ -64,10 +64,10 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
     data = PreparedData(cache_dir)
     rows = data.split(split)
     labels = Labels(data)
-    device = resolve_device(config["device"])
+    device = runtime_setup(config)
     model = build_pose_model(run_config["model"])
     model.load_state_dict(record["model"])
-    model = model.to(device)
+    model = place(model, device, run_config)
     batch_size = run_config["finetune"]["eval_batch_size"]
     uv_pred, xyz_pred = predict(model, data.images, rows, labels, device, run_config, batch_size)
     idx = torch.from_numpy(rows)

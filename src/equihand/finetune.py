@@ -30,7 +30,8 @@ from equihand.train import (
     autocast,
     finish,
     fit,
-    resolve_device,
+    place,
+    runtime_setup,
 )
 
 MODEL_NAME = "model.pt"
@@ -104,10 +105,8 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
     size = images.shape[1]
     labels = Labels(data)
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
-    device = resolve_device(config["device"])
+    device = runtime_setup(config)
     channels_last = config["train"]["channels_last"]
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
 
     torch.manual_seed(cfg["seed"])
     model = build_pose_model(config["model"])
@@ -121,9 +120,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
             )
         load_backbone_state(model, state["model"])
         source, objective = str(pretrained), state["config"]["pretrain"]["objective"]
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place(model, device, config)
 
     def step_loss(model, positions):
         chosen = rows[positions]

@@ -18,7 +18,7 @@ from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
 from equihand.models import build_contrastive_model
-from equihand.train import Loop, add_run_arguments, finish, fit, resolve_device
+from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
 
 MODEL_NAME = "model.pt"
 
@@ -49,15 +49,11 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     images = data.images  # the only array read: no labels during pretraining
     size = images.shape[1]
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
-    device = resolve_device(config["device"])
+    device = runtime_setup(config)
     channels_last = config["train"]["channels_last"]
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
 
     torch.manual_seed(cfg["seed"])
-    model = build_contrastive_model(config["model"]).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place(build_contrastive_model(config["model"]), device, config)
 
     def step_loss(model, positions):
         batch = load_images(images, pool[positions], device, channels_last)

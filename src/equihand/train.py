@@ -64,6 +64,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def runtime_setup(config: dict) -> torch.device:
+    """Apply `train.threads` and return the device of `config["device"]`."""
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+    return resolve_device(config["device"])
+
+
+def place(model: nn.Module, device: torch.device, config: dict) -> nn.Module:
+    """Move a model to the device, in channels_last layout when `train.channels_last`."""
+    model = model.to(device)
+    if config["train"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def step_seed(seed: int, step: int) -> int:
     """The torch seed of optimiser step `step` of a run with seed `seed`."""
     return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)

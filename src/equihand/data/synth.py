@@ -253,9 +253,7 @@ def render_sample(index: int, split: str, p: SynthParams) -> Sample:
 
     R = hm.random_rotation(rng)
     K = _camera(rng, p)
-    xyz, _ = _place(xyz_hand, R, K, rng, p)
-    to_cam = xyz - xyz_hand @ R.T  # translation (same for every joint)
-    offset = to_cam[0]
+    xyz, offset = _place(xyz_hand, R, K, rng, p)  # camera = hand @ R.T + offset
 
     def cam(points_hand):
         return points_hand @ R.T + offset
