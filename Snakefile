@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config/default.yaml"
 
 
+report: "report/workflow.rst"
+
+
 validate(config, f"{workflow.basedir}/src/equihand/schema.yaml")
 
 
@@ -15,9 +18,11 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.aggregate.output,
+        rules.report.output,

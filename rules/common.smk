@@ -5,6 +5,8 @@ import json
 import os
 import shlex
 
+from snakemake.exceptions import WorkflowError
+
 DATA_DIR = config["data_dir"]
 RESULTS = config["results_dir"]
 
@@ -34,9 +36,17 @@ STUDY = config["study"]
 CACHE = prepared_cache(config["dataset"])
 
 
+def all_cores():
+    """The cores given to Snakemake (1 where none are, e.g. under --report or --lint)."""
+    try:
+        return workflow.cores or 1
+    except WorkflowError:  # raised when no --cores was given
+        return 1
+
+
 def job_threads(rule_name):
     """Threads of a training rule from study.resources (0 = all cores given to Snakemake)."""
-    return STUDY["resources"][rule_name]["threads"] or workflow.cores
+    return STUDY["resources"][rule_name]["threads"] or all_cores()
 
 
 def job_resource(rule_name, key):
@@ -67,14 +77,48 @@ def pretrained_arg(wildcards, input):
     return input.get("pretrained", "none")
 
 
-def all_evaluations():
+def all_evaluations(*names):
+    """Files `names` (default metrics.json) of every evaluation in the study grid."""
     return [
-        f"{evaluate_dir(o, b, f, s)}/metrics.json"
+        f"{evaluate_dir(o, b, f, s)}/{name}"
         for o in STUDY["objectives"]
         for b in STUDY["backbones"]
         for f in STUDY["label_fractions"]
         for s in STUDY["seeds"]
+        for name in names or ("metrics.json",)
     ]
+
+
+def all_training_metrics():
+    """metrics.csv of every finetuning run and of every pretraining run it starts from."""
+    grid = [
+        (o, b, s)
+        for o in STUDY["objectives"]
+        for b in STUDY["backbones"]
+        for s in STUDY["seeds"]
+    ]
+    finetune = [
+        f"{RESULTS}/finetune/{o}_{b}_f{f}_s{s}/metrics.csv"
+        for o, b, s in grid
+        for f in STUDY["label_fractions"]
+    ]
+    pretrain = [
+        f"{RESULTS}/pretrain/{o}_{b}_s{s}/metrics.csv"
+        for o, b, s in grid
+        if o != "none"
+    ]
+    return finetune + pretrain
+
+
+# the figures `equihand figures` writes (equihand.figures.FIGURES; captions in report/)
+FIGURE_NAMES = [
+    "pa_epe_per_objective",
+    "pck_curves",
+    "label_efficiency",
+    "per_joint_heatmap",
+    "loss_curves",
+    "qualitative_grid",
+]
 
 
 wildcard_constraints:

@@ -10,7 +10,7 @@ rule synth:
         "benchmarks/synth.tsv"
     conda:
         "../envs/equihand.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     params:
         config=cli_config("synth"),
     shell:
@@ -41,7 +41,7 @@ rule prepare:
         "benchmarks/prepare_{dataset}.tsv"
     conda:
         "../envs/equihand.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     params:
         config=cli_config("prepare"),
     shell:

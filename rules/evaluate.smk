@@ -8,6 +8,9 @@ rule evaluate:
     output:
         metrics=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/metrics.json",
         pred=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/pred.json",
+        pck=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/pck.csv",
+        per_joint=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/per_joint.csv",
+        qualitative=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/qualitative.png",
     log:
         "logs/evaluate/{objective}_{backbone}_f{fraction}_s{seed}.log",
     conda:
@@ -28,7 +31,12 @@ rule aggregate:
     input:
         all_evaluations(),
     output:
-        csv=f"{RESULTS}/tables/ablation.csv",
+        csv=report(
+            f"{RESULTS}/tables/ablation.csv",
+            caption="../report/ablation_table.rst",
+            category="Tables",
+        ),
+        runs=f"{RESULTS}/tables/runs.csv",
         md=f"{RESULTS}/tables/ablation.md",
         tex=f"{RESULTS}/tables/ablation.tex",
     log:

@@ -633,3 +633,39 @@ def test_cli_rejects_invalid_config(tmp_path, capsys, override, named):
     assert "equihand synth: error" in err
     assert named in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("roll, tilt", [(0.0, 0.0), (30.0, 45.0), (90.0, 10.0)])
+def test_limited_orientations_stay_within_roll_and_tilt(roll, tilt):
+    rng = np.random.default_rng(3)
+    fingers_up, facing = [], []
+    for _ in range(400):
+        R = hm.limited_rotation(rng, roll, tilt)
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-12) and np.isclose(np.linalg.det(R), 1)
+        up = R @ np.array([0.0, 1.0, 0.0])  # the hand's finger direction in camera coordinates
+        dorsal = R @ np.array([0.0, 0.0, 1.0])
+        fingers_up.append(up)
+        facing.append(dorsal[2])
+    fingers_up, facing = np.array(fingers_up), np.array(facing)
+    # the tilt moves the back/palm normal at most `tilt` degrees off the viewing axis
+    off_axis = np.degrees(np.arccos(np.clip(np.abs(facing), -1, 1)))
+    assert off_axis.max() <= tilt + 1e-6
+    assert off_axis.max() >= 0.8 * tilt  # and uses the range
+    # back and palm towards the camera are equally likely
+    assert 0.4 < np.mean(facing < 0) < 0.6
+    if tilt == 0:
+        # without tilt, the in-plane angle of the fingers from image-up is the roll
+        angle = np.degrees(np.arctan2(fingers_up[:, 0], -fingers_up[:, 1]))
+        assert np.abs(angle).max() <= roll + 1e-6
+
+
+def test_orientation_keys_render_upright_hands_and_default_is_unchanged(tmp_path):
+    small = ["synth.n_train=24", "synth.n_eval=4", "synth.image_size=48"]
+    config = load_config(None, small)
+    p = synth.SynthParams.from_config(config, "training")
+    assert (p.roll_deg, p.tilt_deg) == (180.0, 180.0)  # default: uniform SO(3), as before
+    upright = load_config(None, [*small, "synth.roll_deg=0", "synth.tilt_deg=0"])
+    synth.synthesize(tmp_path / "up", upright)
+    xyz = np.array(json.loads((tmp_path / "up" / "training_xyz.json").read_text()))
+    # wrist below the middle fingertip in the image (camera y points down) for every hand
+    assert (xyz[:, 0, 1] > xyz[:, 12, 1]).mean() > 0.9

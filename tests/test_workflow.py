@@ -80,6 +80,48 @@ def test_smoke_study_fills_every_cell_of_the_ablation(smoke_run: Path):
     assert len(list((smoke_run / "results" / "pretrain").glob("*/model.pt"))) == 2
 
 
+FIGURES = [
+    "pa_epe_per_objective",
+    "pck_curves",
+    "label_efficiency",
+    "per_joint_heatmap",
+    "loss_curves",
+    "qualitative_grid",
+]
+
+
+def test_smoke_study_draws_every_figure_and_writes_the_report(smoke_run: Path):
+    from PIL import Image
+
+    from equihand.figures import FIGURES as NAMES
+
+    assert sorted(NAMES) == sorted(FIGURES)  # rules/common.smk's FIGURE_NAMES lists the same
+    folder = smoke_run / "results" / "figures"
+    for name in FIGURES:
+        with Image.open(folder / f"{name}.png") as png:
+            assert png.width > 200 and png.height > 200, name
+            assert len(set(png.convert("L").getdata())) > 10, f"{name}.png is blank"
+        assert (folder / f"{name}.pdf").read_bytes().startswith(b"%PDF"), name
+        assert (REPO / "report" / f"{name}.rst").is_file(), f"no caption for {name}"
+    report = smoke_run / "results" / "report"
+    md = (report / "ablation.md").read_text()
+    assert "## Answer" in md and "../figures/pa_epe_per_objective.png" in md
+    assert "data:image/png;base64," in (report / "ablation.html").read_text()
+    comps = pd.read_csv(report / "comparisons.csv")
+    assert set(comps["a"]) == {"invariant", "equivariant"}
+    assert np.isfinite(comps["diff_cm"]).all()
+    assert (smoke_run / "logs" / "figures.log").is_file()
+
+
+def test_snakemake_report_collects_figures_and_tables(smoke_run: Path):
+    out = smoke_run / "report.html"
+    result = snakemake(smoke_run, "--report", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = out.read_text(errors="replace")
+    for name in ["ablation.csv", "ablation.html", *(f"{n}.png" for n in FIGURES)]:
+        assert name in html, name
+
+
 def test_changing_prepare_params_reruns_prepare_not_synth(smoke_run: Path, tmp_path: Path):
     change = tmp_path / "change.yaml"
     change.write_text("prepare:\n  resolution: 16\n")
@@ -104,8 +146,11 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
     "configfile, jobs",
     [
         # 2 objectives x seeds pretrain; 3 objectives x fractions x seeds finetune and evaluate
-        ("default.yaml", {"pretrain": 6, "finetune": 18, "evaluate": 18, "aggregate": 1}),
-        ("smoke.yaml", {"pretrain": 2, "finetune": 6, "evaluate": 6, "aggregate": 1}),
+        (
+            "default.yaml",
+            {"pretrain": 6, "finetune": 18, "evaluate": 18, "aggregate": 1, "figures": 1},
+        ),
+        ("smoke.yaml", {"pretrain": 2, "finetune": 6, "evaluate": 6, "aggregate": 1, "report": 1}),
         ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
     ],
 )

@@ -63,7 +63,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _display(table: pd.DataFrame) -> pd.DataFrame:
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = table[KEYS].copy()
     out["label_fraction"] = [f"{f:g}" for f in table["label_fraction"]]
     for key, name in METRICS.items():
@@ -81,7 +81,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = _display(table)
+    shown = display_table(table)
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += [
         "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)
@@ -90,7 +90,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    shown = _display(table).replace({"±": r"$\\pm$", "%": r"\\%"}, regex=True)
+    shown = display_table(table).replace({"±": r"$\\pm$", "%": r"\\%"}, regex=True)
     cols = "l" * len(KEYS) + "r" * (len(shown.columns) - len(KEYS))
     body = [" & ".join(str(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
     head = " & ".join(shown.columns) + r" \\"

@@ -23,6 +23,8 @@ STEPS = {
     "finetune": ("equihand.finetune", "supervised 2.5D pose finetuning, selected on validation"),
     "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
     "aggregate": ("equihand.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
+    "figures": ("equihand.figures", "the study's figures (PNG and PDF) from its evaluations"),
+    "report": ("equihand.report", "the written ablation report (Markdown and HTML) with CIs"),
     "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
 }
 

@@ -240,6 +240,34 @@ def joint_radii(shape: HandShape | None = None) -> np.ndarray:
     return radii * s
 
 
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues' rotation matrix about unit `axis` by `angle` radians."""
+    x, y, z = axis
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+# hand frame -> camera frame (x right, y down, z forward) with the fingers up and the back of the
+# hand facing the camera: a half turn about x
+FINGERS_UP_BACK = np.diag([1.0, -1.0, -1.0])
+
+
+def limited_rotation(rng: np.random.Generator, roll_deg: float, tilt_deg: float) -> np.ndarray:
+    """A hand orientation near fingers-up, facing the camera (FreiHAND-like).
+
+    Back or palm towards the camera (equally likely), tilted about a random in-plane axis by an
+    angle uniform in [0, tilt_deg], then rolled in the image plane by an angle uniform in
+    [-roll_deg, roll_deg]. Hand frame -> camera frame.
+    """
+    flip = _axis_angle(np.array([0.0, 1.0, 0.0]), np.pi * int(rng.integers(2)))
+    phi = rng.uniform(0, 2 * np.pi)
+    tilt = _axis_angle(
+        np.array([np.cos(phi), np.sin(phi), 0.0]), np.radians(rng.uniform(0, tilt_deg))
+    )
+    roll = _axis_angle(np.array([0.0, 0.0, 1.0]), np.radians(rng.uniform(-roll_deg, roll_deg)))
+    return roll @ tilt @ flip @ FINGERS_UP_BACK
+
+
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix drawn uniformly from SO(3) (normalised Gaussian quaternion)."""
     q = rng.normal(size=4)

@@ -80,6 +80,8 @@ class SynthParams:
     hand_id_offset: int
     focal_px: tuple[float, float]
     distance_m: tuple[float, float]
+    roll_deg: float
+    tilt_deg: float
     pose_noise_deg: float
     distractors: int
     jpeg_quality: int
@@ -95,6 +97,8 @@ class SynthParams:
             hand_id_offset=0 if train else s["n_hands_train"],
             focal_px=tuple(s["focal_px"]),
             distance_m=tuple(s["distance_m"]),
+            roll_deg=s["roll_deg"],
+            tilt_deg=s["tilt_deg"],
             pose_noise_deg=s["pose_noise_deg"],
             distractors=s["distractors"],
             jpeg_quality=s["jpeg_quality"],
@@ -141,7 +145,10 @@ def _place(xyz_hand, R, K, rng, p: SynthParams) -> tuple[np.ndarray, np.ndarray]
     centre = xyz_hand.mean(axis=0)
     local = (xyz_hand - centre) @ R.T
     depth = rng.uniform(*p.distance_m)
-    target = np.array([(size - 1) / 2, (size - 1) / 2]) + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * size
+    target = (
+        np.array([(size - 1) / 2, (size - 1) / 2])
+        + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * size
+    )
     for _ in range(4):  # move back until the hand fits with a margin
         t = np.array(
             [
@@ -251,7 +258,10 @@ def render_sample(index: int, split: str, p: SynthParams) -> Sample:
     xyz_hand, dorsal_hand = hm.forward_kinematics_with_frames(fingers, thumb, shape)
     radii = hm.joint_radii(shape)
 
-    R = hm.random_rotation(rng)
+    if p.roll_deg >= 180 and p.tilt_deg >= 180:
+        R = hm.random_rotation(rng)
+    else:
+        R = hm.limited_rotation(rng, p.roll_deg, p.tilt_deg)
     K = _camera(rng, p)
     xyz, offset = _place(xyz_hand, R, K, rng, p)  # camera = hand @ R.T + offset
 

@@ -1,0 +1,52 @@
+# What a researcher reads: the figures and the written report, from the evaluations and the
+# training logs. Both outputs appear in `snakemake --report` with the captions in report/.
+
+
+rule figures:
+    input:
+        metrics=all_evaluations(),
+        details=all_evaluations("pck.csv", "per_joint.csv", "qualitative.png"),
+        training=all_training_metrics(),
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURE_NAMES
+        ],
+        pdf=expand(f"{RESULTS}/figures/{{name}}.pdf", name=FIGURE_NAMES),
+    log:
+        "logs/figures.log",
+    conda:
+        "../envs/equihand.yaml"
+    params:
+        config=cli_config("report"),
+        out=output_folder,
+    shell:
+        "equihand figures {params.config} --metrics {input.metrics} --out {params.out} > {log} 2>&1"
+
+
+rule report:
+    input:
+        runs=rules.aggregate.output.runs,
+        figures=rules.figures.output,
+    output:
+        md=f"{RESULTS}/report/ablation.md",
+        html=report(
+            f"{RESULTS}/report/ablation.html",
+            caption="../report/ablation_report.rst",
+            category="Report",
+        ),
+        comparisons=f"{RESULTS}/report/comparisons.csv",
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/equihand.yaml"
+    params:
+        config=cli_config("synth", "prepare", "study", "pretrain", "finetune", "report"),
+        figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
+        out=output_folder,
+    shell:
+        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,160 @@
+"""The written report: paired bootstrap comparisons over seeds, the generated answer, outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from equihand.aggregate import ablation_table
+from equihand.cli import main
+from equihand.config import load_config
+from equihand.errors import UserError
+from equihand.figures import FIGURES
+from equihand.report import answer, compare, comparisons, write_report
+
+
+def _runs(values: dict[str, list], fraction: float = 0.1) -> pd.DataFrame:
+    """runs.csv rows: objective -> PA-EPE per seed 0, 1, ... (None = that seed did not run)."""
+    rows = [
+        {
+            "objective": objective,
+            "backbone": "resnet18",
+            "label_fraction": fraction,
+            "seed": seed,
+            "epe_cm": 10.0,
+            "pa_epe_cm": v,
+            "auc": 0.5,
+            "pa_auc": 0.8,
+            "path": f"{objective}/{fraction}/{seed}/metrics.json",
+        }
+        for objective, vs in values.items()
+        for seed, v in enumerate(vs)
+        if v is not None
+    ]
+    return pd.DataFrame(rows)
+
+
+def _answer(runs: pd.DataFrame) -> str:
+    return " ".join(answer(ablation_table(runs), comparisons(runs, n_boot=2000)))
+
+
+def test_clear_winner_hand_worked():
+    runs = _runs({"none": [3.0, 3.2, 3.1], "equivariant": [2.0, 2.1, 2.2]})
+    c = compare(runs, "equivariant", "none", n_boot=2000, seed=0)
+    assert c["n_seeds"] == 3 and c["unpaired"] == ""
+    assert c["diff_cm"] == pytest.approx(1.0, abs=1e-12)  # d = 1.0, 1.1, 0.9
+    assert c["improvement_pct"] == pytest.approx(100 / 3.1)
+    assert 0.9 - 1e-9 <= c["ci_low_cm"] <= c["ci_high_cm"] <= 1.1 + 1e-9
+    assert c["beyond_noise"] and c["ci_low_cm"] > 0
+    assert c["seed_std_a_cm"] == pytest.approx(0.1) and c["seed_std_b_cm"] == pytest.approx(0.1)
+    text = _answer(runs)
+    assert "`equivariant` has the lowest PA-EPE (2.10 cm" in text
+    assert "`equivariant`'s PA-EPE is 32.3% (1.00 cm) lower than `none`'s" in text
+    assert "so this is larger than seed noise" in text and "cannot tell" not in text
+
+
+def test_sign_flip_across_seeds_cannot_tell_apart():
+    runs = _runs(
+        {"none": [3.0, 3.0, 3.0], "invariant": [2.8, 3.3, 2.9], "equivariant": [3.1, 2.9, 3.0]}
+    )
+    comps = comparisons(runs, n_boot=2000)
+    assert [(a, b) for a, b in comps[["a", "b"]].values] == [
+        ("invariant", "none"),
+        ("equivariant", "none"),
+        ("equivariant", "invariant"),
+    ]
+    assert ((comps["ci_low_cm"] <= 0) & (comps["ci_high_cm"] >= 0)).all()
+    assert not comps["beyond_noise"].any()
+    text = _answer(runs)
+    assert "which contains 0: within seed noise" in text
+    assert "cannot say whether the equivariant objective beats the invariant one" in text
+    assert "this study cannot tell the objectives apart at this budget" in text
+
+
+def test_invariant_beating_equivariant_is_named():
+    runs = _runs(
+        {"none": [3.0, 3.0, 3.0], "invariant": [2.0, 2.1, 2.0], "equivariant": [2.5, 2.6, 2.5]}
+    )
+    text = _answer(runs)
+    assert "`invariant` has the lowest PA-EPE" in text
+    assert "The invariant objective beats the equivariant one" in text
+
+
+def test_bootstrap_is_deterministic_given_its_seed():
+    runs = _runs({"none": [3.0, 3.4, 3.1, 2.9, 3.3], "equivariant": [2.9, 3.0, 3.2, 2.5, 3.25]})
+    ci = lambda seed: tuple(  # noqa: E731
+        compare(runs, "equivariant", "none", n_boot=200, seed=seed)[k]
+        for k in ("ci_low_cm", "ci_high_cm")
+    )
+    assert ci(0) == ci(0)
+    assert len({ci(s) for s in range(5)}) > 1
+
+
+def test_single_seed_has_no_ci(tmp_path):
+    runs = _runs({"none": [3.0], "equivariant": [2.0]})
+    c = compare(runs, "equivariant", "none")
+    assert c["n_seeds"] == 1 and math.isnan(c["ci_low_cm"]) and not c["beyond_noise"]
+    text = _answer(runs)
+    assert "mean of 1 seed)" in text and "with one seed there is no CI" in text
+    assert "cannot tell the objectives apart" in text
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "figs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "figs" / "qualitative_grid.png")
+    write_report(tmp_path / "runs.csv", tmp_path / "figs", tmp_path / "out", load_config(None, []))
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert "With 1 seed there is no CI" in md and "| – | – | no CI |" in md
+    assert f"*{FIGURES['qualitative_grid']}*" in md
+
+
+def test_unpaired_seeds_use_the_common_ones():
+    runs = _runs({"none": [3.0, 3.1, 3.2], "equivariant": [2.0, 2.2, None]})
+    c = compare(runs, "equivariant", "none")
+    assert c["n_seeds"] == 2 and c["seeds"] == "0, 1"
+    assert c["unpaired"] == "seed 2 only for none"
+    assert c["diff_cm"] == pytest.approx(0.95)
+    assert "(seeds 0, 1; seed 2 only for none)" in _answer(runs)
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    runs_csv = tmp_path / "runs.csv"
+    _runs({"none": [3.0, 3.1]}).to_csv(runs_csv, index=False)
+    config = load_config(None, [])
+    with pytest.raises(UserError, match="nofigs"):
+        write_report(runs_csv, tmp_path / "nofigs", tmp_path / "out", config)
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "other.png").write_bytes(b"")
+    with pytest.raises(UserError, match="figs: no figures found"):
+        write_report(runs_csv, tmp_path / "figs", tmp_path / "out", config)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("objective,seed\nnone,0\n")
+    with pytest.raises(UserError, match=r"bad\.csv"):
+        write_report(bad, tmp_path / "figs", tmp_path / "out", config)
+
+
+def test_cli_writes_markdown_html_and_comparisons(tmp_path):
+    runs = pd.concat(
+        [
+            _runs({"none": [3.0, 3.2, 3.1], "equivariant": [2.0, 2.1, 2.2]}, 0.1),
+            _runs({"none": [3.0, 3.2, 3.1], "invariant": [3.1, 3.0, 3.2]}, 1.0),
+        ]
+    )
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    Image.new("RGB", (8, 8), "red").save(figures / "pa_epe_per_objective.png")
+    out = tmp_path / "report"
+    argv = ["report", "--runs", str(tmp_path / "runs.csv"), "--figures", str(figures)]
+    assert main([*argv, "--out", str(out), "--set", "report.bootstrap_samples=500"]) == 0
+    md = (out / "ablation.md").read_text()
+    assert "](../figures/pa_epe_per_objective.png)" in md
+    assert "| equivariant | resnet18 | 0.1 |" in md  # the ablation table
+    assert "replacement 500 times" in md and "only 10 distinct resamples" in md
+    assert "**resnet18, 10% of the labels.**" in md and "**resnet18, 100% of the labels.**" in md
+    page = (out / "ablation.html").read_text()
+    assert "data:image/png;base64," in page and "<table" in page and "<strong>" in page
+    comps = pd.read_csv(out / "comparisons.csv")
+    assert len(comps) == 2 and set(comps["a"]) == {"equivariant", "invariant"}
+    assert list(comps["beyond_noise"]) == [True, False]
