@@ -303,3 +303,18 @@ def test_gradient_accumulation_counts_optimiser_steps(cache, tmp_path):
     record = load_checkpoint(path)
     assert record["step"] == len(pool) // 8
     assert record["extra"]["history"]["rows"][0]["step"] == len(pool) // 8
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_fixed_finetuning_steps_and_step_logging(cache, tmp_path, fraction):
+    # finetune.steps gives every label fraction the same number of optimiser steps, and
+    # log_every_steps logs (and validates) every k steps plus once at the end
+    config = tiny_config(
+        "finetune.steps=7", "finetune.log_every_steps=3", f"finetune.label_fraction={fraction}"
+    )
+    path = finetune(cache, tmp_path / "ft", config, None)
+    with open(tmp_path / "ft" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [3, 6, 7]
+    assert all(float(r["val_pa_epe_cm"]) > 0 for r in rows)
+    assert load_checkpoint(path, kind="finetune")["step"] == 7

@@ -84,15 +84,15 @@ def load_study(metrics_paths: list[Path]) -> dict[str, pd.DataFrame]:
         for key, path, columns in [
             ("pck", folder / "pck.csv", ["threshold_mm", "pck", "pa_pck"]),
             ("joints", folder / "per_joint.csv", ["joint", "name", "pa_epe_cm"]),
-            ("finetune", fine, ["epoch", "loss", "val_pa_epe_cm"]),
+            ("finetune", fine, ["step", "loss", "val_pa_epe_cm"]),
         ]:
             parts[key].append(_read_csv(path, columns).assign(**tag))
         if meta["pretrained"] != "scratch":
             pre = Path(meta["pretrained"]).parent / "metrics.csv"
-            parts["pretrain"].append(_read_csv(pre, ["epoch", "loss"]).assign(run=str(pre), **tag))
+            parts["pretrain"].append(_read_csv(pre, ["step", "loss"]).assign(run=str(pre), **tag))
     study = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
     if len(study["pretrain"]):  # one pretraining run serves every fraction: count it once
-        study["pretrain"] = study["pretrain"].drop_duplicates(["run", "epoch"])
+        study["pretrain"] = study["pretrain"].drop_duplicates(["run", "step"])
     return study | {"runs": runs}
 
 
@@ -242,7 +242,7 @@ def plot_losses(study, palette) -> plt.Figure:
     many = len(backbones) > 1
     for (obj, backbone), table in pre.groupby(["objective", "backbone"]) if len(pre) else []:
         style = ["-", "--", ":", "-."][backbones.index(backbone) % 4]
-        _band(ax, table, "epoch", "loss", palette[obj], obj, ls=style)
+        _band(ax, table, "step", "loss", palette[obj], obj, ls=style)
     if len(pre) and pre["loss"].min() > 0 and pre["loss"].max() / pre["loss"].min() > 20:
         ax.set_yscale("log")
     if not len(pre):
@@ -250,23 +250,20 @@ def plot_losses(study, palette) -> plt.Figure:
         ax.text(0.5, 0.5, msg, ha="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[])
     title = "Self-supervised pretraining" + (" (line style: backbone)" if many else "")
-    ax.set(title=title, xlabel="epoch", ylabel="pretraining loss (objective's own scale)")
+    ax.set(title=title, ylabel="pretraining loss (objective's own scale)")
     axes = [ax] if len(pre) else []
     for r, setting in enumerate(settings):
         loss_ax, val_ax = fig.add_subplot(grid[r, 1]), fig.add_subplot(grid[r, 2])
         for obj in _objectives(runs, setting=setting):
             table = _rows(fine, setting=setting, objective=obj)
-            _band(loss_ax, table, "epoch", "loss", palette[obj], obj)
-            _band(val_ax, table, "epoch", "val_pa_epe_cm", palette[obj], obj)
+            _band(loss_ax, table, "step", "loss", palette[obj], obj)
+            _band(val_ax, table, "step", "val_pa_epe_cm", palette[obj], obj)
         loss_ax.set(title=f"Finetuning, {setting}", ylabel="training loss")
         val_ax.set(title=f"Validation, {setting}", ylabel="val. " + PA_EPE)
         axes += [loss_ax, val_ax]
     for a in axes:
-        a.set_xlabel("epoch")
+        a.set_xlabel("optimiser step")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        lo, hi = a.dataLim.intervalx
-        if a.has_data() and hi - lo < 2:  # one or two epochs: whole-epoch ticks only
-            a.set(xlim=(lo - 0.5, hi + 0.5), xticks=np.arange(lo, hi + 1))
     _legend_below(fig, "pretraining objective (mean over seeds, min-max band)", list(palette))
     return fig
 

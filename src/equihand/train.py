@@ -115,7 +115,8 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
@@ -152,7 +153,7 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
             f"{loop.kind}: {loop.n_items} training images are fewer than one optimiser step "
             f"(batch_size {cfg['batch_size']} x accumulate {cfg['accumulate']})"
         )
-    total = cfg["epochs"] * steps_per_epoch
+    total = cfg.get("steps") or cfg["epochs"] * steps_per_epoch
     if cfg["max_steps"]:
         total = min(total, cfg["max_steps"])
     optimizer = build_optimizer(model, cfg)
@@ -236,8 +237,11 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
                 loss=f"{step_loss:.4f}", img_s=f"{history.images / history.seconds:.0f}"
             )
 
-            last_of_epoch = within == steps_per_epoch - 1 or step == total - 1
-            if last_of_epoch:
+            if cfg["log_every_steps"]:
+                log_now = (step + 1) % cfg["log_every_steps"] == 0
+            else:
+                log_now = within == steps_per_epoch - 1
+            if log_now or step == total - 1:
                 row = {
                     "epoch": epoch,
                     "step": step + 1,
