@@ -20,6 +20,9 @@ rule evaluate:
         mem_mb=job_resource("evaluate", "mem_mb"),
         runtime=job_resource("evaluate", "runtime"),
         gpu=job_resource("evaluate", "gpu"),
+        # unset (None) when empty/0: any GPU model, and --cpus-per-task=threads
+        gpu_model=job_resource("evaluate", "gpu_model") or None,
+        cpus_per_gpu=job_resource("evaluate", "cpus_per_gpu") or None,
     params:
         config=cli_config("train", "device"),
         out=output_folder,
@@ -39,6 +42,8 @@ rule aggregate:
         runs=f"{RESULTS}/tables/runs.csv",
         md=f"{RESULTS}/tables/ablation.md",
         tex=f"{RESULTS}/tables/ablation.tex",
+        # the same means per cell, flat, for `dvc metrics show` (dvc.yaml)
+        metrics=f"{RESULTS}/tables/metrics.json",
     log:
         "logs/aggregate.log",
     conda:

@@ -45,7 +45,9 @@ rule report:
     conda:
         "../envs/equihand.yaml"
     params:
-        config=cli_config("synth", "prepare", "study", "pretrain", "finetune", "report"),
+        config=cli_config(
+            "synth", "prepare", "model", "study", "pretrain", "finetune", "report"
+        ),
         figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
         out=output_folder,
     shell:

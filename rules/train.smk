@@ -20,6 +20,9 @@ rule pretrain:
         mem_mb=job_resource("pretrain", "mem_mb"),
         runtime=job_resource("pretrain", "runtime"),
         gpu=job_resource("pretrain", "gpu"),
+        # unset (None) when empty/0: any GPU model, and --cpus-per-task=threads
+        gpu_model=job_resource("pretrain", "gpu_model") or None,
+        cpus_per_gpu=job_resource("pretrain", "cpus_per_gpu") or None,
     params:
         config=cli_config("augment", "model", "pretrain", "train", "device"),
         out=output_folder,
@@ -44,6 +47,9 @@ rule finetune:
         mem_mb=job_resource("finetune", "mem_mb"),
         runtime=job_resource("finetune", "runtime"),
         gpu=job_resource("finetune", "gpu"),
+        # unset (None) when empty/0: any GPU model, and --cpus-per-task=threads
+        gpu_model=job_resource("finetune", "gpu_model") or None,
+        cpus_per_gpu=job_resource("finetune", "cpus_per_gpu") or None,
     params:
         config=cli_config("augment", "model", "finetune", "train", "device"),
         pretrained=pretrained_arg,

@@ -24,7 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
+BINARIES = (
+    "munged",
+    "mungekey",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "srun",
+    "squeue",
+    "scancel",
+    "scontrol",
+    "sinfo",
+)
 INSTALL_HINT = (
     "apt-get install -y --no-install-recommends slurm-wlm munge "
     "(Debian/Ubuntu; .ci/run does this on CI)"
@@ -106,7 +117,8 @@ class Cluster:
             f"AuthInfo=socket={self.munge_socket}",
             "MpiDefault=none",
             "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
+            # binds each job to its CPUs, so `--cores all` inside a job means the CPUs it was given
+            "TaskPlugin=task/affinity",
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
             # a plain-text record of every finished job (state, exit code), read by the tests
@@ -137,6 +149,7 @@ class Cluster:
             "",
         ]
         self.conf.write_text("\n".join(lines))
+        self._write_srun_shim()
         gres = [f"NodeName={self.node} Name=gpu File={f}" for f in self._gpu_device_files()]
         (self.conf.parent / "gres.conf").write_text("AutoDetect=off\n" + "\n".join(gres) + "\n")
 
@@ -162,10 +175,28 @@ class Cluster:
                 raise ClusterError(f"cannot make {self.gpus} fake GPU devices without mknod")
         return files
 
+    def _write_srun_shim(self) -> None:
+        """bin/srun: the real srun, told where this cluster's slurm.conf is.
+
+        Clients find a cluster whose slurm.conf is not at /etc/slurm/slurm.conf through
+        SLURM_CONF, but the Snakemake jobstep removes every SLURM_* variable before it calls srun
+        inside a job (snakemake-executor-plugin-slurm issue #164). A real cluster keeps its
+        slurm.conf at the default path (or runs configless); this cluster lives in a temp folder,
+        so srun gets SLURM_CONF back from this wrapper, first on PATH.
+        """
+        srun = shutil.which("srun")
+        if srun is None:
+            raise ClusterError(f"srun not found. Install it with {INSTALL_HINT}.")
+        shim = self.root / "bin" / "srun"
+        shim.parent.mkdir(exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF="{self.conf}" exec {srun} "$@"\n')
+        shim.chmod(0o755)
+
     @property
     def env(self) -> dict[str, str]:
         """The environment of a client of this cluster (sbatch, squeue, snakemake)."""
-        return {**os.environ, "SLURM_CONF": str(self.conf)}
+        path = f"{self.root / 'bin'}:{os.environ.get('PATH', '')}"
+        return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": path}
 
     # -- life cycle ------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 One row per objective x backbone x label fraction: EPE, PA-EPE (cm), AUC and PA-AUC as mean and
 standard deviation over seeds (ddof=1; 0 for a single seed), the number of seeds, and the
 relative PA-EPE improvement over `none` (same backbone and fraction) in percent, PeCLR's
-headline measure: 100 * (PA-EPE_none - PA-EPE) / PA-EPE_none. Written as CSV, Markdown and LaTeX.
+headline measure: 100 * (PA-EPE_none - PA-EPE) / PA-EPE_none. Written as CSV, Markdown and LaTeX,
+and as metrics.json (the same numbers per cell, for `dvc metrics show`).
 """
 
 from __future__ import annotations
@@ -108,6 +109,25 @@ def to_latex(table: pd.DataFrame) -> str:
     ).replace("_", r"\_")
 
 
+def to_metrics(table: pd.DataFrame) -> dict:
+    """The table as {cell: {metric: value}} for `dvc metrics show` (dvc.yaml's `metrics:`).
+
+    Cells are named like the run folders without the seed (`equivariant_resnet18_f0.1`); values
+    are the means and spreads over seeds, the seed count and the improvement over `none`
+    (null where there is no `none` baseline).
+    """
+    columns = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    columns += ["n_seeds", "pa_epe_improvement_pct"]
+    metrics = {}
+    for row in table.to_dict("records"):
+        cell = f"{row['objective']}_{row['backbone']}_f{row['label_fraction']}"
+        metrics[cell] = {
+            c: None if pd.isna(row[c]) else (int(row[c]) if c == "n_seeds" else float(row[c]))
+            for c in columns
+        }
+    return metrics
+
+
 def aggregate(paths: list[Path], out_dir: Path) -> pd.DataFrame:
     runs = load_runs(paths)
     table = ablation_table(runs)
@@ -116,12 +136,16 @@ def aggregate(paths: list[Path], out_dir: Path) -> pd.DataFrame:
     atomic_write_text(out_dir / "ablation.csv", table.to_csv(index=False))
     atomic_write_text(out_dir / "ablation.md", to_markdown(table))
     atomic_write_text(out_dir / "ablation.tex", to_latex(table))
+    metrics = json.dumps(to_metrics(table), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_text(out_dir / "metrics.json", metrics + "\n")
     return table
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
-    parser.add_argument("--out", required=True, help="folder for ablation.{csv,md,tex}, runs.csv")
+    parser.add_argument(
+        "--out", required=True, help="folder for ablation.{csv,md,tex}, runs.csv, metrics.json"
+    )
 
 
 def run(args, config: dict) -> None:

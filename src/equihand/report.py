@@ -199,9 +199,13 @@ def _comparison_table(comps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _training(t: dict) -> str:
+    if t.get("steps"):
+        length = f"{t['steps']} optimiser steps at every label fraction"
+    else:
+        length = _plural(t["epochs"], "epoch")
     steps = f" (at most {t['max_steps']} steps)" if t["max_steps"] else ""
     batch = f"batch {t['batch_size']} x {t['accumulate']}, {t['optimizer']} at lr {t['lr']:g}"
-    return f"{_plural(t['epochs'], 'epoch')}{steps}, {batch}"
+    return f"{length}{steps}, {batch}"
 
 
 def setup(runs: pd.DataFrame, config: dict) -> list[str]:
@@ -225,7 +229,7 @@ def setup(runs: pd.DataFrame, config: dict) -> list[str]:
         f"Seeds: {_join(grid['seed'])} ({len(runs)} runs in all).",
         f"Label fractions of the labeled split: {_join(map(_pct, grid['label_fraction']))}.",
         f"Pretraining: {_training(pre)}, temperature {pre['temperature']:g}.",
-        f"Finetuning: {_training(ft)}; the epoch with the lowest validation PA-EPE is kept.",
+        f"Finetuning: {_training(ft)}; the checkpoint with the lowest validation PA-EPE is kept.",
         "Test data are read once per run, by `equihand evaluate`; all selection uses validation.",
     ]
     for column in ("objective", "backbone", "seed", "label_fraction"):
