@@ -122,7 +122,7 @@ FIGURE_NAMES = [
 
 
 wildcard_constraints:
-    objective="none|invariant|equivariant",
+    objective=r"none|invariant|equivariant|mim|invariant\+mim|equivariant\+mim",
     backbone="resnet[0-9]+",
     seed="[0-9]+",
     fraction="[0-9.]+",

@@ -158,3 +158,23 @@ def test_cli_writes_markdown_html_and_comparisons(tmp_path):
     comps = pd.read_csv(out / "comparisons.csv")
     assert len(comps) == 2 and set(comps["a"]) == {"equivariant", "invariant"}
     assert list(comps["beyond_noise"]) == [True, False]
+
+
+def test_mim_objectives_are_compared_with_none_and_their_contrastive_half():
+    runs = _runs(
+        {
+            "none": [3.0, 3.1],
+            "equivariant": [2.9, 3.0],
+            "mim": [3.2, 3.3],
+            "equivariant+mim": [2.5, 2.7],
+        }
+    )
+    pairs = list(zip(*(comparisons(runs)[k] for k in ("a", "b")), strict=True))
+    assert pairs == [
+        ("equivariant", "none"),
+        ("mim", "none"),
+        ("equivariant+mim", "none"),
+        ("equivariant+mim", "equivariant"),
+    ]
+    row = comparisons(runs).iloc[-1]
+    assert row["diff_cm"] == pytest.approx(((2.9 - 2.5) + (3.0 - 2.7)) / 2)

@@ -19,7 +19,7 @@ from equihand.io import atomic_write_text
 
 KEYS = ["objective", "backbone", "label_fraction"]
 METRICS = {"epe_cm": "EPE (cm)", "pa_epe_cm": "PA-EPE (cm)", "auc": "AUC", "pa_auc": "PA-AUC"}
-OBJECTIVE_ORDER = ["none", "invariant", "equivariant"]
+OBJECTIVE_ORDER = ["none", "invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
 
 
 def load_runs(paths: list[Path]) -> pd.DataFrame:

@@ -11,6 +11,9 @@
   equihand.pose.uv_to_norm / norm_to_uv); ``zr`` is the root-relative depth in reference-bone
   units (equihand.pose.to_25d), turned into 3D by equihand.pose.from_25d.
 - ``ContrastiveModel(encoder, projection)``: images -> projection (B, projection_dim), pretraining.
+- ``PixelDecoder``: SimMIM's light decoder, feature map (B, d, h, w) -> image (B, 3, 32h, 32w);
+  ``MaskedModel(encoder, decoder, projection=None)`` pretrains with masked image modelling
+  (equihand.mim), alone or beside a contrastive objective on the same backbone.
 - ``PoseModel(encoder, head)``: images -> dict(uv_norm, zr, features), finetuning. A dict, so that
   new outputs do not change the signature.
 
@@ -42,6 +45,7 @@ BACKBONES = {
     "resnet152": ((3, 8, 36, 3), True, 2048),
 }
 INITS = ("random", "imagenet")
+ENCODER_STRIDE = 32  # a ResNet's last feature map is 1/32 of the image side
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -95,6 +99,12 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images - self.mean) / self.std)
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> the last stage's map (B, feature_dim, ~H/32, ~W/32), unpooled."""
+        net = self.backbone
+        x = net.maxpool(net.relu(net.bn1(net.conv1((images - self.mean) / self.std))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
 
 class ProjectionHead(nn.Sequential):
     """PeCLR's projection: Linear -> BatchNorm1d -> ReLU -> Linear(bias=False)."""
@@ -133,6 +143,45 @@ class ContrastiveModel(nn.Module):
         return self.projection(self.encoder(images))
 
 
+class PixelDecoder(nn.Sequential):
+    """SimMIM's decoder: a 1x1 conv to 3 * stride^2 channels per location, then pixel shuffle,
+    so a (B, d, h, w) map becomes a (B, 3, h * stride, w * stride) image."""
+
+    def __init__(self, in_dim: int, stride: int = ENCODER_STRIDE):
+        super().__init__(nn.Conv2d(in_dim, 3 * stride * stride, 1), nn.PixelShuffle(stride))
+
+
+class MaskedModel(nn.Module):
+    """Encoder + pixel decoder (+ projection head when the objective is also contrastive).
+
+    ``forward(masked, views=None)``: one backbone pass over ``cat(views, masked)``; returns
+    dict(pred (B, 3, H, W) = the decoder's reconstruction of the B masked images, and, when
+    `views` (2B, 3, H, W) is given, z (2B, projection_dim) = their pooled features projected).
+    One pass means the backbone's BatchNorm statistics mix unmasked and masked images; the
+    projection head's BatchNorm sees only the unmasked views.
+    """
+
+    def __init__(
+        self, encoder: Encoder, decoder: PixelDecoder, projection: nn.Module | None = None
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.projection = projection
+        self.decoder = decoder
+
+    def forward(
+        self, masked: torch.Tensor, views: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        if views is None:
+            return {"pred": self.decoder(self.encoder.feature_map(masked))}
+        if self.projection is None:
+            raise ValueError("this MaskedModel has no projection head; pass only masked images")
+        maps = self.encoder.feature_map(torch.cat([views, masked]))
+        n = views.shape[0]
+        z = self.projection(maps[:n].mean(dim=(2, 3)))
+        return {"pred": self.decoder(maps[n:]), "z": z}
+
+
 class PoseModel(nn.Module):
     """Encoder + 2.5D pose head: images -> dict(uv_norm (B, J, 2), zr (B, J), features (B, d))."""
 
@@ -150,15 +199,29 @@ def _encoder(model_cfg: dict) -> Encoder:
     return Encoder(model_cfg.get("backbone", "resnet18"), model_cfg.get("init", "random"))
 
 
-def build_contrastive_model(model_cfg: dict) -> ContrastiveModel:
-    """The pretraining model of a config's ``model`` section."""
-    encoder = _encoder(model_cfg)
-    projection = ProjectionHead(
+def _projection(encoder: Encoder, model_cfg: dict) -> ProjectionHead:
+    return ProjectionHead(
         encoder.feature_dim,
         model_cfg.get("projection_hidden", 512),
         model_cfg.get("projection_dim", 128),
     )
-    return ContrastiveModel(encoder, projection)
+
+
+def build_contrastive_model(model_cfg: dict) -> ContrastiveModel:
+    """The pretraining model of a config's ``model`` section."""
+    encoder = _encoder(model_cfg)
+    return ContrastiveModel(encoder, _projection(encoder, model_cfg))
+
+
+def build_masked_model(model_cfg: dict, contrastive: bool) -> MaskedModel:
+    """The masked-image-modelling pretraining model; with a projection head if `contrastive`.
+
+    Built in the same order as `build_contrastive_model` (encoder, projection, then decoder), so
+    with the same seed the encoder and projection start from the same weights as that model's.
+    """
+    encoder = _encoder(model_cfg)
+    projection = _projection(encoder, model_cfg) if contrastive else None
+    return MaskedModel(encoder, PixelDecoder(encoder.feature_dim), projection)
 
 
 def build_pose_model(model_cfg: dict) -> PoseModel:

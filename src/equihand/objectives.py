@@ -1,8 +1,9 @@
-"""Contrastive pretraining objectives: SimCLR (invariant) and PeCLR (equivariant).
+"""Pretraining objectives: SimCLR (invariant), PeCLR (equivariant), masked image modelling (mim)
+and the sums of each contrastive loss with MIM.
 
 Every objective has ONE signature, so the training loop never branches on its name::
 
-    fn(z1, z2, geom1, geom2, *, temperature: float, image_size: int) -> scalar tensor
+    fn(z1, z2, geom1, geom2, *, temperature: float, image_size: int, recon=None) -> scalar tensor
 
 - ``z1``, ``z2``: (B, D) projection-head outputs of the two views of the same B images
   (unnormalised; each objective L2-normalises what it needs). Row i of both is image i.
@@ -11,6 +12,13 @@ Every objective has ONE signature, so the training loop never branches on its na
   for the convention). Objectives that ignore geometry still accept it.
 - ``temperature``: NT-Xent temperature (PeCLR and SimCLR use 0.5).
 - ``image_size``: side of the square view in pixels; turns a pixel shift into a fraction.
+- ``recon``: an `equihand.mim.Reconstruction` (decoder output, target view, patch mask, MIM
+  weight), passed only to masked objectives.
+
+The registry maps a name to an `ObjectiveSpec`: the function plus what the pretraining step must
+compute for it -- ``contrastive`` (two projected views and their geometry; z1, z2, geom1, geom2
+are None otherwise) and ``masked`` (a masked view reconstructed by the pixel decoder, ``recon``).
+equihand.pretrain builds exactly the model parts and inputs these flags ask for.
 
 Adding an objective is one function with this signature plus one line in `OBJECTIVES`.
 "none" (no pretraining) is a valid study arm but has no loss, so it lives only in
@@ -20,10 +28,13 @@ Adding an objective is one function with this signature plus one line in `OBJECT
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+
+from equihand.mim import Reconstruction, mim_loss
 
 
 class Geometry(Protocol):
@@ -153,17 +164,73 @@ def equivariant(
     return nt_xent(p1, p2, temperature)
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "invariant": invariant,
-    "equivariant": equivariant,
+def mim(
+    z1: None,
+    z2: None,
+    geom1: None,
+    geom2: None,
+    *,
+    temperature: float,
+    image_size: int,
+    recon: Reconstruction,
+) -> torch.Tensor:
+    """Masked image modelling alone (equihand.mim): the reconstruction loss, unweighted."""
+    return mim_loss(recon)
+
+
+def invariant_mim(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    geom1: Geometry,
+    geom2: Geometry,
+    *,
+    temperature: float,
+    image_size: int,
+    recon: Reconstruction,
+) -> torch.Tensor:
+    """SimCLR + recon.weight x MIM, on one backbone."""
+    contrastive = invariant(z1, z2, geom1, geom2, temperature=temperature, image_size=image_size)
+    return contrastive + recon.weight * mim_loss(recon)
+
+
+def equivariant_mim(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    geom1: Geometry,
+    geom2: Geometry,
+    *,
+    temperature: float,
+    image_size: int,
+    recon: Reconstruction,
+) -> torch.Tensor:
+    """PeCLR + recon.weight x MIM, on one backbone."""
+    contrastive = equivariant(z1, z2, geom1, geom2, temperature=temperature, image_size=image_size)
+    return contrastive + recon.weight * mim_loss(recon)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered objective: its loss and what the pretraining step must feed it."""
+
+    loss: Objective
+    contrastive: bool = True  # needs z1, z2 (two projected views) and geom1, geom2
+    masked: bool = False  # needs recon (a masked view reconstructed by the pixel decoder)
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    "invariant": ObjectiveSpec(invariant),
+    "equivariant": ObjectiveSpec(equivariant),
+    "mim": ObjectiveSpec(mim, contrastive=False, masked=True),
+    "invariant+mim": ObjectiveSpec(invariant_mim, masked=True),
+    "equivariant+mim": ObjectiveSpec(equivariant_mim, masked=True),
 }
 
 # Every study arm, for config validation and docs; "none" = no pretraining, so no loss.
 ALL_OBJECTIVES: tuple[str, ...] = ("none", *OBJECTIVES)
 
 
-def get_objective(name: str) -> Objective:
-    """The loss function registered under `name`; ValueError naming the allowed ones otherwise."""
+def get_objective(name: str) -> ObjectiveSpec:
+    """The objective registered under `name`; ValueError naming the allowed ones otherwise."""
     try:
         return OBJECTIVES[name]
     except KeyError:

@@ -2,8 +2,11 @@
 
 Reads only the images of the prepared cache (never a label, not even to crop): two views of
 each image are drawn on the training device with their geometry recorded, encoded, projected,
-and scored by the chosen objective (equihand.objectives). Writes `model.pt` (final checkpoint),
-`metrics.csv` (one row per epoch) and `config.yaml` into the output folder.
+and scored by the chosen objective (equihand.objectives). Masked objectives (mim and the
+contrastive+mim sums) also mask patches of the first view and reconstruct them with a pixel
+decoder on the same backbone (equihand.mim); mim alone draws one view and has no projection
+head. Writes `model.pt` (final checkpoint), `metrics.csv` (one row per epoch) and
+`config.yaml` into the output folder.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equihand import augment, objectives
-from equihand.config import validate, write_resolved
+from equihand import augment, mim, objectives
+from equihand.config import load_schema, validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
-from equihand.models import build_contrastive_model
+from equihand.models import build_contrastive_model, build_masked_model
 from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
 
 MODEL_NAME = "model.pt"
@@ -39,11 +42,43 @@ def contrastive_loss(model, batch, aug_cfg, objective, temperature: float) -> to
     return objective(z1, z2, geom1, geom2, temperature=temperature, image_size=batch.shape[-1])
 
 
+def mim_settings(cfg: dict, image_size: int) -> dict:
+    """``pretrain.mim`` with schema defaults for missing keys, checked against the image size.
+
+    The section has no schema default of its own, so configs of the other objectives (and the
+    workflow's parameters for them) do not change; a masked run records it in its config.
+    """
+    schema = load_schema()["properties"]["pretrain"]["properties"]["mim"]["properties"]
+    settings = {key: sub["default"] for key, sub in schema.items()} | (cfg.get("mim") or {})
+    mim.check_settings(settings["mask_ratio"], settings["patch_size"], image_size)
+    return settings
+
+
+def masked_loss(
+    model, batch, aug_cfg, spec: objectives.ObjectiveSpec, temperature: float, settings: dict
+) -> torch.Tensor:
+    """Masked objectives: mask patches of a view of `batch` (B, 3, H, W), reconstruct them and,
+    when the objective is also contrastive, project two unmasked views in the same pass."""
+    b, size, patch = batch.shape[0], batch.shape[-1], settings["patch_size"]
+    with torch.no_grad():
+        view1, geom1 = augment.augment_view(batch, aug_cfg)
+        view2, geom2 = augment.augment_view(batch, aug_cfg) if spec.contrastive else (None, None)
+        mask = mim.random_patch_mask(b, size // patch, settings["mask_ratio"], device=batch.device)
+        masked = mim.mask_images(view1, mask, patch)
+    if spec.contrastive:
+        out = model(masked, torch.cat([view1, view2]))
+        z1, z2 = out["z"].float().chunk(2)
+    else:
+        out, z1, z2 = model(masked), None, None
+    recon = mim.Reconstruction(out["pred"].float(), view1, mask, patch, settings["weight"])
+    return spec.loss(z1, z2, geom1, geom2, temperature=temperature, image_size=size, recon=recon)
+
+
 def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     cfg = config["pretrain"]
     if cfg["objective"] == "none":
         raise UserError("objective 'none' means no pretraining; finetune with --pretrained none")
-    objective = objectives.get_objective(cfg["objective"])
+    spec = objectives.get_objective(cfg["objective"])
     data = PreparedData(cache_dir)
     pool = data.split("pool")
     images = data.images  # the only array read: no labels during pretraining
@@ -52,13 +87,24 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     device = runtime_setup(config)
     channels_last = config["train"]["channels_last"]
 
+    if spec.masked:
+        cfg["mim"] = mim_settings(cfg, size)  # defaults resolved into the run's config
+    passes = 2 * spec.contrastive + spec.masked  # backbone inputs per pool image
+
     torch.manual_seed(cfg["seed"])
-    model = place(build_contrastive_model(config["model"]), device, config)
+    if spec.masked:
+        model = build_masked_model(config["model"], contrastive=spec.contrastive)
+    else:
+        model = build_contrastive_model(config["model"])
+    model = place(model, device, config)
 
     def step_loss(model, positions):
         batch = load_images(images, pool[positions], device, channels_last)
-        loss = contrastive_loss(model, batch, aug_cfg, objective, cfg["temperature"])
-        return loss, 2 * len(positions)
+        if spec.masked:
+            loss = masked_loss(model, batch, aug_cfg, spec, cfg["temperature"], cfg["mim"])
+        else:
+            loss = contrastive_loss(model, batch, aug_cfg, spec.loss, cfg["temperature"])
+        return loss, passes * len(positions)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from equihand.aggregate import KEYS, METRICS, ablation_table, display_table, to_markdown
+from equihand.aggregate import (
+    KEYS,
+    METRICS,
+    OBJECTIVE_ORDER,
+    ablation_table,
+    display_table,
+    to_markdown,
+)
 from equihand.errors import UserError
 from equihand.figures import FIGURES
 from equihand.io import atomic_write_text
@@ -101,12 +108,17 @@ def compare(runs: pd.DataFrame, a: str, b: str, *, n_boot=10000, confidence=0.95
 
 
 def comparisons(runs: pd.DataFrame, *, n_boot=10000, confidence=0.95, seed=0) -> pd.DataFrame:
-    """Every objective vs none, and equivariant vs invariant, per backbone and label fraction."""
+    """Per backbone and label fraction: every objective vs none, equivariant vs invariant, and
+    each contrastive objective with masked image modelling vs the same objective without."""
     rows = []
     for _, cell in runs.groupby(["backbone", "label_fraction"], sort=True):
         present = set(cell["objective"])
-        pairs = [(o, "none") for o in ("invariant", "equivariant") if {o, "none"} <= present]
-        pairs += [("equivariant", "invariant")] if {"equivariant", "invariant"} <= present else []
+        order = [o for o in OBJECTIVE_ORDER if o in present]
+        order += sorted(present - set(order))
+        candidates = [(o, "none") for o in order if o != "none"]
+        candidates += [("equivariant", "invariant")]
+        candidates += [(o, o.removesuffix("+mim")) for o in order if o.endswith("+mim")]
+        pairs = [(a, b) for a, b in candidates if {a, b} <= present]
         for a, b in pairs:
             rows.append(compare(cell, a, b, n_boot=n_boot, confidence=confidence, seed=seed))
     return pd.DataFrame(rows, columns=COLUMNS)
