@@ -28,9 +28,25 @@ rule figures:
         "equihand figures {params.config} --metrics {input.metrics} --out {params.out} > {log} 2>&1"
 
 
+rule reference:
+    input:
+        cache=CACHE,
+    output:
+        f"{RESULTS}/tables/reference.json",
+    log:
+        "logs/reference.log",
+    conda:
+        "../envs/equihand.yaml"
+    params:
+        config=cli_config("report"),
+    shell:
+        "equihand reference {params.config} --data {input.cache} --out {output} > {log} 2>&1"
+
+
 rule report:
     input:
         runs=rules.aggregate.output.runs,
+        reference=rules.reference.output[0],
         figures=rules.figures.output,
     output:
         md=f"{RESULTS}/report/ablation.md",
@@ -51,4 +67,4 @@ rule report:
         figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
         out=output_folder,
     shell:
-        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --out {params.out} > {log} 2>&1"
+        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --reference {input.reference} --out {params.out} > {log} 2>&1"

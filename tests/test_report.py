@@ -13,7 +13,14 @@ from equihand.cli import main
 from equihand.config import load_config
 from equihand.errors import UserError
 from equihand.figures import FIGURES
-from equihand.report import answer, compare, comparisons, write_report
+from equihand.report import (
+    answer,
+    compare,
+    comparisons,
+    read_reference,
+    reference_text,
+    write_report,
+)
 
 
 def _runs(values: dict[str, list], fraction: float = 0.1) -> pd.DataFrame:
@@ -178,3 +185,15 @@ def test_mim_objectives_are_compared_with_none_and_their_contrastive_half():
     ]
     row = comparisons(runs).iloc[-1]
     assert row["diff_cm"] == pytest.approx(((2.9 - 2.5) + (3.0 - 2.7)) / 2)
+
+
+def test_reference_sentence_follows_the_numbers(tmp_path):
+    table = ablation_table(_runs({"none": [3.0, 3.2], "equivariant": [2.0, 2.2]}))
+    ref = {"test_pa_epe_cm": 2.5, "candidates": 200}
+    assert "Mean PA-EPE below it: `equivariant` at 10%." in reference_text(table, ref)
+    low = reference_text(table, ref | {"test_pa_epe_cm": 1.0})
+    assert "No objective gets below it" in low and "1.00 cm" in low
+    bad = tmp_path / "reference.json"
+    bad.write_text("{}")
+    with pytest.raises(UserError, match=r"reference\.json"):
+        read_reference(bad)

@@ -106,6 +106,8 @@ def test_smoke_study_draws_every_figure_and_writes_the_report(smoke_run: Path):
     report = smoke_run / "results" / "report"
     md = (report / "ablation.md").read_text()
     assert "## Answer" in md and "../figures/pa_epe_per_objective.png" in md
+    reference = json.loads((smoke_run / "results" / "tables" / "reference.json").read_text())
+    assert f"scores a PA-EPE of {reference['test_pa_epe_cm']:.2f} cm" in md
     assert "data:image/png;base64," in (report / "ablation.html").read_text()
     comps = pd.read_csv(report / "comparisons.csv")
     assert set(comps["a"]) == {"invariant", "equivariant"}
@@ -150,7 +152,7 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
             "default.yaml",
             {"pretrain": 6, "finetune": 18, "evaluate": 18, "aggregate": 1, "figures": 1},
         ),
-        ("smoke.yaml", {"pretrain": 2, "finetune": 6, "evaluate": 6, "aggregate": 1, "report": 1}),
+        ("smoke.yaml", {"finetune": 6, "evaluate": 6, "reference": 1, "report": 1}),
         ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
     ],
 )

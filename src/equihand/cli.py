@@ -24,6 +24,7 @@ STEPS = {
     "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
     "aggregate": ("equihand.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
     "figures": ("equihand.figures", "the study's figures (PNG and PDF) from its evaluations"),
+    "reference": ("equihand.reference", "the constant-pose PA-EPE a model must beat"),
     "report": ("equihand.report", "the written ablation report (Markdown and HTML) with CIs"),
     "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 import re
@@ -189,6 +190,23 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
     return paragraphs
 
 
+def reference_text(table: pd.DataFrame, reference: dict) -> str:
+    """How the objectives compare with the constant-pose reference (`equihand reference`)."""
+    ref = reference["test_pa_epe_cm"]
+    below = table[table["pa_epe_cm_mean"] < ref]
+    head = (
+        f"For reference, predicting one fixed training pose for every test image (the best of "
+        f"{reference['candidates']} on validation) scores a PA-EPE of {ref:.2f} cm. "
+    )
+    if below.empty:
+        return head + (
+            "No objective gets below it at any label fraction: no encoder has learned the hand "
+            "pose at this budget, so the differences above are between models at chance level."
+        )
+    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in below.itertuples())
+    return head + f"Mean PA-EPE below it: {cells}."
+
+
 def _comparison_table(comps: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
@@ -354,9 +372,23 @@ def render(blocks: list[tuple], out_dir: Path) -> tuple[str, str]:
     return "\n".join(md), page
 
 
-def write_report(runs_csv: Path, figures_dir: Path, out_dir: Path, config: dict) -> pd.DataFrame:
+def read_reference(path: Path) -> dict:
+    try:
+        reference = json.loads(Path(path).read_text())
+        float(reference["test_pa_epe_cm"]), int(reference["candidates"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path}: not a reference.json written by `equihand reference` ({e!r})"
+        ) from None
+    return reference
+
+
+def write_report(
+    runs_csv: Path, figures_dir: Path, out_dir: Path, config: dict, reference: Path | None = None
+) -> pd.DataFrame:
     """Write ablation.md, ablation.html and comparisons.csv into `out_dir`; return comparisons."""
     runs, figures = read_runs(runs_csv), find_figures(figures_dir)
+    ref = read_reference(reference) if reference is not None else None
     rep = config["report"]
     table = ablation_table(runs)
     comps = comparisons(
@@ -378,6 +410,7 @@ def write_report(runs_csv: Path, figures_dir: Path, out_dir: Path, config: dict)
         else ("p", "No two objectives ran with the same backbone and label fraction."),
         ("h2", "Answer"),
         *[("p", p) for p in answer(table, comps)],
+        *([("p", reference_text(table, ref))] if ref is not None else []),
         ("h2", "Figures"),
         *[("figure", png, CAPTIONS[png.stem]) for png in figures],
     ]
@@ -391,6 +424,7 @@ def write_report(runs_csv: Path, figures_dir: Path, out_dir: Path, config: dict)
 def add_arguments(parser) -> None:
     parser.add_argument("--runs", required=True, help="runs.csv written by `equihand aggregate`")
     parser.add_argument("--figures", required=True, help="folder of `equihand figures` PNGs")
+    parser.add_argument("--reference", help="reference.json of `equihand reference` (optional)")
     parser.add_argument(
         "--out", required=True, help="folder for ablation.{md,html}, comparisons.csv"
     )
@@ -398,5 +432,6 @@ def add_arguments(parser) -> None:
 
 def run(args, config: dict) -> None:
     out = Path(args.out)
-    write_report(Path(args.runs), Path(args.figures), out, config)
+    reference = Path(args.reference) if args.reference else None
+    write_report(Path(args.runs), Path(args.figures), out, config, reference)
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.html'}, {out / 'comparisons.csv'}")
