@@ -121,6 +121,8 @@ class Cluster:
             "TaskPlugin=task/affinity",
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
+            # allocated GPUs show in a job's TRES (scontrol show job), where the tests look
+            "AccountingStorageTRES=gres/gpu",
             # a plain-text record of every finished job (state, exit code), read by the tests
             "JobCompType=jobcomp/filetxt",
             f"JobCompLoc={r / 'log' / 'jobcomp.log'}",
@@ -172,7 +174,9 @@ class Cluster:
         except PermissionError:
             files = ["/dev/null", "/dev/zero", "/dev/full"][: self.gpus]
             if len(files) < self.gpus:
-                raise ClusterError(f"cannot make {self.gpus} fake GPU devices without mknod")
+                raise ClusterError(
+                    f"cannot make {self.gpus} fake GPU devices without mknod"
+                ) from None
         return files
 
     def _write_srun_shim(self) -> None:
@@ -201,10 +205,10 @@ class Cluster:
     # -- life cycle ------------------------------------------------------------------------------
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.root / "log" / f"{name}.out", "w")  # noqa: SIM115 (kept open while running)
-        self.procs[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        with open(self.root / "log" / f"{name}.out", "w") as log:  # the child keeps its copy
+            self.procs[name] = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
