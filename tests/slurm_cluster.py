@@ -121,8 +121,6 @@ class Cluster:
             "TaskPlugin=task/affinity",
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
-            # allocated GPUs show in a job's TRES (scontrol show job), where the tests look
-            "AccountingStorageTRES=gres/gpu",
             # a plain-text record of every finished job (state, exit code), read by the tests
             "JobCompType=jobcomp/filetxt",
             f"JobCompLoc={r / 'log' / 'jobcomp.log'}",
@@ -297,7 +295,7 @@ class Cluster:
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld still knows (pending, running and finished), oldest first."""
-        out = self.run("scontrol", "show", "job", "--oneliner", check=False).stdout
+        out = self.run("scontrol", "show", "job", "--details", "--oneliner", check=False).stdout
         jobs = []
         for line in out.splitlines():
             if not line.strip() or line.startswith("No jobs"):
