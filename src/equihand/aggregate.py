@@ -81,13 +81,15 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    shown = display_table(table)
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += [
-        "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)
-    ]
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table, every cell as str()."""
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    return markdown_table(display_table(table))
 
 
 def to_latex(table: pd.DataFrame) -> str:

@@ -26,13 +26,13 @@ from equihand.aggregate import (
     OBJECTIVE_ORDER,
     ablation_table,
     display_table,
+    markdown_table,
     to_markdown,
 )
 from equihand.errors import UserError
 from equihand.figures import FIGURES
 from equihand.io import atomic_write_text
 
-CAPTIONS = FIGURES  # one caption per figure, shared with equihand.figures
 COLUMNS = (
     "backbone label_fraction a b n_seeds seeds unpaired pa_epe_a_cm pa_epe_b_cm seed_std_a_cm "
     "seed_std_b_cm diff_cm improvement_pct confidence ci_low_cm ci_high_cm beyond_noise"
@@ -310,20 +310,14 @@ def statistics_text(comps: pd.DataFrame, report: dict) -> list[str]:
 
 
 def find_figures(folder: Path) -> list[Path]:
-    """The PNGs of CAPTIONS present in `folder`, in CAPTIONS' order."""
-    found = [folder / f"{name}.png" for name in CAPTIONS if (folder / f"{name}.png").is_file()]
+    """The PNGs of FIGURES present in `folder`, in FIGURES' order."""
+    found = [folder / f"{name}.png" for name in FIGURES if (folder / f"{name}.png").is_file()]
     if not found:
         raise UserError(
-            f"{folder}: no figures found; expected PNGs named {_join(CAPTIONS)} "
+            f"{folder}: no figures found; expected PNGs named {_join(FIGURES)} "
             "(written by `equihand figures`)"
         )
     return found
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def _inline_html(text: str) -> str:
@@ -405,14 +399,14 @@ def write_report(
         ("table", to_markdown(table), display_table(table)),
         ("h2", "Statistics"),
         *[("p", p) for p in statistics_text(comps, rep)],
-        ("table", _md_table(_comparison_table(comps)), _comparison_table(comps))
+        ("table", markdown_table(_comparison_table(comps)), _comparison_table(comps))
         if len(comps)
         else ("p", "No two objectives ran with the same backbone and label fraction."),
         ("h2", "Answer"),
         *[("p", p) for p in answer(table, comps)],
         *([("p", reference_text(table, ref))] if ref is not None else []),
         ("h2", "Figures"),
-        *[("figure", png, CAPTIONS[png.stem]) for png in figures],
+        *[("figure", png, FIGURES[png.stem]) for png in figures],
     ]
     md, page = render(blocks, Path(out_dir))
     atomic_write_text(Path(out_dir) / "ablation.md", md)
