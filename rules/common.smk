@@ -110,6 +110,58 @@ def all_training_metrics():
     return finetune + pretrain
 
 
+def probe_encoders():
+    """The probe's encoders: random init, supervised (the `none` runs), every pretrained one."""
+    objectives = STUDY["objectives"]
+    supervised = ["supervised"] if "none" in objectives else []
+    return ["random", *supervised, *(o for o in objectives if o != "none")]
+
+
+def probe_input(wildcards):
+    """The probe sets, plus the encoder's checkpoint (none for random init). The supervised
+    encoder is the `none` run finetuned on the largest label fraction."""
+    w = wildcards
+    inputs = {"data": rules.probe_data.output.meta}
+    if w.encoder == "supervised":
+        f = max(STUDY["label_fractions"])
+        inputs["checkpoint"] = (
+            f"{RESULTS}/finetune/none_{w.backbone}_f{f}_s{w.seed}/model.pt"
+        )
+    elif w.encoder != "random":
+        inputs["checkpoint"] = (
+            f"{RESULTS}/pretrain/{w.encoder}_{w.backbone}_s{w.seed}/model.pt"
+        )
+    return inputs
+
+
+def all_probes():
+    return [
+        f"{RESULTS}/probe/{e}_{b}_s{s}/probe.csv"
+        for e in probe_encoders()
+        for b in STUDY["backbones"]
+        for s in STUDY["seeds"]
+    ]
+
+
+def part_aware_outputs():
+    """The part-aware table and figure the report reads, when the probe is enabled."""
+    if not config["probe"]["enabled"]:
+        return {}
+    return {
+        "part_aware_table": f"{RESULTS}/tables/part_aware.csv",
+        "part_aware_claims": f"{RESULTS}/tables/part_aware_claims.csv",
+        "part_aware_figure": f"{RESULTS}/figures/part_aware.png",
+    }
+
+
+def part_aware_arg(wildcards, input):
+    """`--part-aware TABLE FIGURE` for `equihand report` when the probe is enabled."""
+    if "part_aware_table" not in input.keys():
+        return ""
+    table = input.part_aware_table.removesuffix(".csv")
+    return f"--part-aware {table} {input.part_aware_figure}"
+
+
 # the figures `equihand figures` writes (equihand.figures.FIGURES; captions in report/)
 FIGURE_NAMES = [
     "pa_epe_per_objective",
@@ -123,6 +175,7 @@ FIGURE_NAMES = [
 
 wildcard_constraints:
     objective=r"none|invariant|equivariant|mim|invariant\+mim|equivariant\+mim",
+    encoder=r"random|supervised|invariant|equivariant|mim|invariant\+mim|equivariant\+mim",
     backbone="resnet[0-9]+",
     seed="[0-9]+",
     fraction="[0-9.]+",

@@ -45,6 +45,7 @@ rule reference:
 
 rule report:
     input:
+        **part_aware_outputs(),
         runs=rules.aggregate.output.runs,
         reference=rules.reference.output[0],
         figures=rules.figures.output,
@@ -65,6 +66,7 @@ rule report:
             "synth", "prepare", "model", "study", "pretrain", "finetune", "report"
         ),
         figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
+        part_aware=part_aware_arg,
         out=output_folder,
     shell:
-        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --reference {input.reference} --out {params.out} > {log} 2>&1"
+        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --reference {input.reference} {params.part_aware} --out {params.out} > {log} 2>&1"

@@ -38,6 +38,7 @@ CLUSTER_CONFIG = {
             "pretrain": {"threads": 1, "mem_mb": 1500, "runtime": 30, "gpu": 1},
             "finetune": {"threads": 1, "mem_mb": 1500, "runtime": 20, "gpu": 1},
             "evaluate": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0},
+            "probe": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0},
         }
     }
 }

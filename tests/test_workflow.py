@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -91,8 +92,6 @@ FIGURES = [
 
 
 def test_smoke_study_draws_every_figure_and_writes_the_report(smoke_run: Path):
-    from PIL import Image
-
     from equihand.figures import FIGURES as NAMES
 
     assert sorted(NAMES) == sorted(FIGURES)  # rules/common.smk's FIGURE_NAMES lists the same
@@ -115,12 +114,33 @@ def test_smoke_study_draws_every_figure_and_writes_the_report(smoke_run: Path):
     assert (smoke_run / "logs" / "figures.log").is_file()
 
 
+def test_smoke_study_probes_every_encoder_and_reports_the_part_aware_claims(smoke_run: Path):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["study"]
+    encoders = ["random", "supervised", *(o for o in config["objectives"] if o != "none")]
+    runs = pd.read_csv(smoke_run / "results" / "tables" / "part_aware.csv")
+    assert set(runs["encoder"]) == set(encoders)
+    assert set(runs["task"]) == {"gesture", "orientation", "part", "finger"}
+    assert set(runs["seed"]) == set(config["seeds"])
+    # the contrastive encoders are scored on their projector output too
+    projected = set(runs.loc[runs["feature"] == "projector", "encoder"])
+    assert projected == {"invariant", "equivariant"}
+    assert runs["test_top1"].between(0, 1).all()
+    claims = pd.read_csv(smoke_run / "results" / "tables" / "part_aware_claims.csv")
+    assert {"supervised_object", "ssl_part", "backbone_part"} <= set(claims["claim"])
+    md = (smoke_run / "results" / "report" / "ablation.md").read_text()
+    assert "## Part-aware probe" in md and "../figures/part_aware.png" in md
+    with Image.open(smoke_run / "results" / "figures" / "part_aware.png") as png:
+        assert len(np.unique(np.asarray(png.convert("L")))) > 10
+    assert (smoke_run / "logs" / "probe" / "random_resnet18_s0.log").is_file()
+
+
 def test_snakemake_report_collects_figures_and_tables(smoke_run: Path):
     out = smoke_run / "report.html"
     result = snakemake(smoke_run, "--report", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     html = out.read_text(errors="replace")
-    for name in ["ablation.csv", "ablation.html", *(f"{n}.png" for n in FIGURES)]:
+    names = ["ablation.csv", "ablation.html", "part_aware.csv", "part_aware.png"]
+    for name in [*names, *(f"{n}.png" for n in FIGURES)]:
         assert name in html, name
 
 
@@ -147,12 +167,13 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
 @pytest.mark.parametrize(
     "configfile, jobs",
     [
-        # 2 objectives x seeds pretrain; 3 objectives x fractions x seeds finetune and evaluate
+        # 5 objectives x 3 seeds pretrain; 6 objectives x 2 fractions x 3 seeds finetune and
+        # evaluate; 7 encoders (random, supervised, 5 pretrained) x 3 seeds probe
         (
             "default.yaml",
-            {"pretrain": 6, "finetune": 18, "evaluate": 18, "aggregate": 1, "figures": 1},
+            {"pretrain": 15, "finetune": 36, "evaluate": 36, "probe": 21, "part_aware": 1},
         ),
-        ("smoke.yaml", {"finetune": 6, "evaluate": 6, "reference": 1, "report": 1}),
+        ("smoke.yaml", {"finetune": 6, "evaluate": 6, "probe": 4, "report": 1}),
         ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
     ],
 )

@@ -312,11 +312,11 @@ def make_figures(metrics_paths: list[Path], out_dir: Path, config: dict) -> list
             zip(objectives, sns.color_palette("colorblind", len(objectives)), strict=True)
         )
         for name in FIGURES:
-            written += _save(draw[name](study, palette), Path(out_dir), name)
+            written += save_figure(draw[name](study, palette), Path(out_dir), name)
     return written
 
 
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
+def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
     try:
         for path in paths:

@@ -32,6 +32,8 @@ from equihand.aggregate import (
 from equihand.errors import UserError
 from equihand.figures import FIGURES
 from equihand.io import atomic_write_text
+from equihand.part_aware import report_blocks
+from equihand.stats import bootstrap_ci
 
 COLUMNS = (
     "backbone label_fraction a b n_seeds seeds unpaired pa_epe_a_cm pa_epe_b_cm seed_std_a_cm "
@@ -78,12 +80,7 @@ def compare(runs: pd.DataFrame, a: str, b: str, *, n_boot=10000, confidence=0.95
     common = sorted(set(pa[a].index) & set(pa[b].index))
     xa, xb = (pa[o][common].to_numpy(float) for o in (a, b))
     d, n = np.round(xb - xa, 9), len(common)  # rounded: a tie is 0, not float noise
-    lo = hi = math.nan
-    if n >= 2:
-        resampled = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-        lo, hi = np.quantile(
-            d[resampled].mean(axis=1), [(1 - confidence) / 2, (1 + confidence) / 2]
-        )
+    lo, hi = bootstrap_ci(d, n_boot, confidence, seed)
     only = [(o, sorted(set(pa[o].index) - set(common))) for o in (a, b)]
     mean = (lambda x: float(x.mean())) if n else (lambda x: math.nan)
     std = (lambda x: float(x.std(ddof=1))) if n > 1 else (lambda x: math.nan)
@@ -378,10 +375,19 @@ def read_reference(path: Path) -> dict:
 
 
 def write_report(
-    runs_csv: Path, figures_dir: Path, out_dir: Path, config: dict, reference: Path | None = None
+    runs_csv: Path,
+    figures_dir: Path,
+    out_dir: Path,
+    config: dict,
+    reference: Path | None = None,
+    part_aware: tuple[Path, Path] | None = None,
 ) -> pd.DataFrame:
-    """Write ablation.md, ablation.html and comparisons.csv into `out_dir`; return comparisons."""
+    """Write ablation.md, ablation.html and comparisons.csv into `out_dir`; return comparisons.
+
+    `part_aware`: (table path without suffix, figure PNG) of `equihand part-aware`, for its section.
+    """
     runs, figures = read_runs(runs_csv), find_figures(figures_dir)
+    probe_blocks = report_blocks(*part_aware) if part_aware is not None else []
     ref = read_reference(reference) if reference is not None else None
     rep = config["report"]
     table = ablation_table(runs)
@@ -407,6 +413,7 @@ def write_report(
         *([("p", reference_text(table, ref))] if ref is not None else []),
         ("h2", "Figures"),
         *[("figure", png, FIGURES[png.stem]) for png in figures],
+        *probe_blocks,
     ]
     md, page = render(blocks, Path(out_dir))
     atomic_write_text(Path(out_dir) / "ablation.md", md)
@@ -420,6 +427,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures", required=True, help="folder of `equihand figures` PNGs")
     parser.add_argument("--reference", help="reference.json of `equihand reference` (optional)")
     parser.add_argument(
+        "--part-aware",
+        nargs=2,
+        metavar=("TABLE", "FIGURE"),
+        help="table path without suffix and figure PNG of `equihand part-aware` (optional)",
+    )
+    parser.add_argument(
         "--out", required=True, help="folder for ablation.{md,html}, comparisons.csv"
     )
 
@@ -427,5 +440,6 @@ def add_arguments(parser) -> None:
 def run(args, config: dict) -> None:
     out = Path(args.out)
     reference = Path(args.reference) if args.reference else None
-    write_report(Path(args.runs), Path(args.figures), out, config, reference)
+    part_aware = tuple(Path(p) for p in args.part_aware) if args.part_aware else None
+    write_report(Path(args.runs), Path(args.figures), out, config, reference, part_aware)
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.html'}, {out / 'comparisons.csv'}")

@@ -1,0 +1,355 @@
+"""`equihand part-aware`: the part-aware table, figure and claims from every `equihand probe` run.
+
+Reads the probe.csv files, writes ``<table>.csv`` (every run's rows), ``<table>.md`` (mean ± std
+over seeds per encoder and feature), ``<table>_claims.csv`` (the paired comparisons below) and
+the figure ``<figure>.png`` / ``.pdf``.
+
+The claims of Zhu et al. tested here, each as paired differences over seeds with a percentile
+bootstrap CI (equihand.stats; `report.*` settings):
+
+1. object level, supervised is best: supervised - e, gesture (and orientation) top-1, for every
+   other encoder e;
+2. part level, self-supervised beats supervised: e - supervised, part and finger top-1, for each
+   self-supervised encoder e;
+3. contrastive + MIM is best at part level: X+mim - X and X+mim - mim, part and finger top-1;
+4. part level, the backbone beats the projector: backbone - projector, part and finger retrieval
+   mAP, for every encoder with a projection head.
+
+A comparison supports a claim when its CI lies entirely on the predicted side of 0, contradicts it
+when it lies entirely on the other side, and is within seed noise otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from equihand.aggregate import markdown_table
+from equihand.errors import UserError
+from equihand.figures import save_figure
+from equihand.io import atomic_path, atomic_write_text
+from equihand.probe import COLUMNS
+from equihand.stats import bootstrap_ci
+
+ENCODER_ORDER = [
+    "random",
+    "supervised",
+    "invariant",
+    "equivariant",
+    "mim",
+    "invariant+mim",
+    "equivariant+mim",
+]
+SELF_SUPERVISED = ["invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
+OBJECT_TASKS, PART_TASKS = ("gesture", "orientation"), ("part", "finger")
+CLAIMS = {
+    "supervised_object": "supervised encoders are best at object-level recognition",
+    "ssl_part": "self-supervised encoders beat the supervised one at part-level recognition",
+    "cl_mim_part": "contrastive + MIM is better at part level than either alone",
+    "backbone_part": "at part level the backbone feature beats the projector output (retrieval)",
+}
+CLAIM_COLUMNS = (
+    "claim backbone task metric a b feature n_seeds mean_a mean_b diff confidence ci_low ci_high "
+    "verdict"
+).split()
+INTRO = (
+    "Do the encoders represent parts (fingers) better than whole hands? Each encoder is frozen; "
+    "a linear probe reads its mean-pooled feature of the whole image (object level: gesture, "
+    "binned in-plane orientation) or of a crop centred on one keypoint (part level: wrist or "
+    "fingertip; finger identity), trained on the labeled split, its epoch chosen on the val split "
+    "and scored on the test split (hand identities never shared between them); retrieval mAP "
+    "ranks the other test items by cosine similarity. Supervised = the `none` run after pose "
+    "finetuning on the most labels; random = an untrained encoder. The claims of Zhu et al. "
+    "(part-aware SSL) are tested as paired differences over seeds with bootstrap CIs."
+)
+CAPTION = (
+    "Frozen encoders probed at object level (whole image: gesture, orientation) and part level "
+    "(keypoint crops: wrist/fingertip, finger identity): linear-probe test top-1 (epoch chosen on "
+    "validation) and test retrieval mAP, backbone features; mean ± std over seeds."
+)
+
+
+def load_probe_runs(paths: list[Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"{path}: not a readable probe.csv ({e})") from None
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise UserError(f"{path}: missing columns {missing}; expected `equihand probe` output")
+        frames.append(frame[COLUMNS])
+    if not frames:
+        raise UserError("no probe.csv given")
+    runs = pd.concat(frames, ignore_index=True)
+    dup = runs.duplicated(["encoder", "backbone", "seed", "feature", "task"])
+    if dup.any():
+        row = runs[dup].iloc[0]
+        raise UserError(
+            f"encoder {row['encoder']} / {row['backbone']} / seed {row['seed']} appears in more "
+            "than one probe.csv"
+        )
+    return sort_encoders(runs)
+
+
+def sort_encoders(df: pd.DataFrame) -> pd.DataFrame:
+    known = [e for e in ENCODER_ORDER if e in set(df["encoder"])]
+    order = known + sorted(set(df["encoder"]) - set(known))
+    key = df["encoder"].map({e: i for i, e in enumerate(order)})
+    return (
+        df.assign(_k=key)
+        .sort_values(["_k", "backbone", "feature", "task", "seed"])
+        .drop(columns="_k")
+        .reset_index(drop=True)
+    )
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per encoder, backbone, feature and task."""
+    g = runs.groupby(["encoder", "backbone", "feature", "task"], sort=False)
+    out = g.agg(
+        level=("level", "first"),
+        n_seeds=("seed", "nunique"),
+        top1=("test_top1", "mean"),
+        top1_std=("test_top1", "std"),
+        map=("map", "mean"),
+        map_std=("map", "std"),
+    ).reset_index()
+    return out.fillna({"top1_std": 0.0, "map_std": 0.0})
+
+
+def display_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows: encoder x feature; columns: top-1 per task and mAP of the part tasks."""
+    s = summary(runs)
+    tasks = [t for t in (*OBJECT_TASKS, *PART_TASKS) if t in set(s["task"])]
+    rows = []
+    for (enc, bb, feat), cell in s.groupby(["encoder", "backbone", "feature"], sort=False):
+        by = cell.set_index("task")
+        row = {"encoder": enc, "backbone": bb, "feature": feat, "seeds": int(by["n_seeds"].max())}
+        for t in tasks:
+            if t in by.index:
+                row[f"{t} top-1"] = f"{by.at[t, 'top1']:.3f} ± {by.at[t, 'top1_std']:.3f}"
+        for t in (t for t in PART_TASKS if t in by.index):
+            row[f"{t} mAP"] = f"{by.at[t, 'map']:.3f} ± {by.at[t, 'map_std']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def chance_text(runs: pd.DataFrame) -> str:
+    """Chance top-1 per task (the most frequent test class of the probe sets)."""
+    parts = []
+    for task in (*OBJECT_TASKS, *PART_TASKS):
+        sel = runs[runs["task"] == task]
+        if not sel.empty:
+            parts.append(
+                f"{task} {1 / sel['n_classes'].iloc[0]:.3f} ({sel['n_classes'].iloc[0]} classes)"
+            )
+    return "Uniform-guess top-1: " + ", ".join(parts) + "."
+
+
+def report_blocks(table: Path, figure: Path) -> list[tuple]:
+    """The ablation report's section (equihand.report.render blocks) from this step's outputs."""
+    table = Path(table)
+    runs = load_probe_runs([table.with_suffix(".csv")])
+    claims_table = read_claims(table.with_name(table.name + "_claims.csv"))
+    if not Path(figure).is_file():
+        raise UserError(f"{figure}: missing; written by `equihand part-aware`")
+    shown = display_table(runs)
+    return [
+        ("h2", "Part-aware probe"),
+        ("p", INTRO),
+        ("p", chance_text(runs)),
+        ("table", markdown_table(shown), shown),
+        *[("p", p) for p in claim_sentences(claims_table)],
+        ("figure", Path(figure), CAPTION),
+    ]
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def paired(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep) -> dict | None:
+    """metric(a) - metric(b) paired by seed; None when either side is missing."""
+
+    def values(enc, feat):
+        sel = runs[(runs["encoder"] == enc) & (runs["feature"] == feat) & (runs["task"] == task)]
+        return sel[sel["backbone"] == backbone].set_index("seed")[metric]
+
+    va, vb = values(a, feature_a), values(b, feature_b)
+    seeds = sorted(set(va.index) & set(vb.index))
+    if not seeds:
+        return None
+    d = (va[seeds] - vb[seeds]).to_numpy(float).round(9)
+    lo, hi = bootstrap_ci(d, rep["bootstrap_samples"], rep["confidence"], rep["seed"])
+    verdict = "supports" if lo > 0 else "contradicts" if hi < 0 else "within seed noise"
+    feature = feature_a if feature_a == feature_b else f"{feature_a} - {feature_b}"
+    return {
+        "claim": claim, "backbone": backbone, "task": task, "metric": metric, "a": a, "b": b,
+        "feature": feature, "n_seeds": len(seeds), "mean_a": float(va[seeds].mean()),
+        "mean_b": float(vb[seeds].mean()), "diff": float(d.mean()),
+        "confidence": rep["confidence"], "ci_low": lo, "ci_high": hi, "verdict": verdict,
+    }  # fmt: skip
+
+
+def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
+    """Every paired comparison of the four claims that the runs allow (see the module doc)."""
+    encoders = set(runs["encoder"])
+    has_projector = sorted(
+        set(runs.loc[runs["feature"] == "projector", "encoder"]), key=_encoder_key
+    )
+    tasks = set(runs["task"])
+    rows = []
+    for backbone in sorted(set(runs["backbone"])):
+
+        def add(claim, task, metric, a, b, fa="backbone", fb="backbone", backbone=backbone):
+            if task in tasks and {a, b} <= encoders:
+                row = paired(runs, claim, backbone, task, metric, a, b, fa, fb, rep)
+                if row is not None:
+                    rows.append(row)
+
+        for task in OBJECT_TASKS:
+            for e in sorted(encoders - {"supervised"}, key=_encoder_key):
+                add("supervised_object", task, "test_top1", "supervised", e)
+        for task in PART_TASKS:
+            for e in (e for e in SELF_SUPERVISED if e in encoders):
+                add("ssl_part", task, "test_top1", e, "supervised")
+            for e in (e for e in SELF_SUPERVISED if e.endswith("+mim")):
+                add("cl_mim_part", task, "test_top1", e, e.removesuffix("+mim"))
+                add("cl_mim_part", task, "test_top1", e, "mim")
+            for e in has_projector:
+                add("backbone_part", task, "map", e, e, "backbone", "projector")
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def _encoder_key(name: str) -> tuple[int, str]:
+    return (ENCODER_ORDER.index(name) if name in ENCODER_ORDER else len(ENCODER_ORDER), name)
+
+
+def claim_sentences(table: pd.DataFrame) -> list[str]:
+    """One plain sentence per claim, counted from the comparisons' verdicts."""
+    out = []
+    for claim, text in CLAIMS.items():
+        rows = table[table["claim"] == claim]
+        if rows.empty:
+            out.append(f"*{_sentence_case(text)}*: not tested (the study lacks the encoders).")
+            continue
+        n = len(rows)
+        k = int((rows["verdict"] == "supports").sum())
+        against = int((rows["verdict"] == "contradicts").sum())
+        if k == n:
+            verdict = "**holds here**: every comparison's CI lies on the predicted side of 0"
+        elif against == n:
+            verdict = "**is reversed here**: every comparison's CI lies on the other side of 0"
+        elif k == 0 and against == 0:
+            verdict = "**cannot be told from seed noise here**: every CI contains 0"
+        elif k == 0:
+            verdict = (
+                f"**is not supported here**: none of the {n} comparisons supports it and "
+                f"{against} contradict it"
+            )
+        else:
+            verdict = (
+                f"**holds only in part**: {k} of {n} comparisons support it and {against} "
+                "contradict it"
+            )
+        worst = rows.loc[rows["diff"].idxmin()]
+        out.append(
+            f"*{_sentence_case(text)}* {verdict} (the {n} comparisons: "
+            f"{', '.join(_describe(r) for r in rows.itertuples())}; the least favourable is "
+            f"{_describe(worst)})."
+        )
+    return out
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _describe(r) -> str:
+    get = r.get if isinstance(r, pd.Series) else lambda k: getattr(r, k)
+    what = f"{get('a')} vs {get('b')}" if get("a") != get("b") else get("a")
+    return (
+        f"{what} on {get('task')} {get('metric').replace('test_top1', 'top-1')} "
+        f"{get('diff'):+.3f} [{get('ci_low'):+.3f}, {get('ci_high'):+.3f}]"
+    )
+
+
+# --- figure ------------------------------------------------------------------------------------
+
+
+def plot(runs: pd.DataFrame) -> plt.Figure:
+    data = runs[runs["feature"] == "backbone"].copy()
+    data["level task"] = data["level"] + ": " + data["task"]
+    order = [e for e in ENCODER_ORDER if e in set(data["encoder"])]
+    order += sorted(set(data["encoder"]) - set(order))
+    hue_order = [f"object: {t}" for t in OBJECT_TASKS] + [f"part: {t}" for t in PART_TASKS]
+    hue_order = [h for h in hue_order if h in set(data["level task"])]
+    palette = dict(zip(hue_order, sns.color_palette("Paired", 4)[: len(hue_order)], strict=True))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for ax, (metric, label) in zip(
+        axes, [("test_top1", "linear-probe test top-1"), ("map", "test retrieval mAP")], strict=True
+    ):
+        sns.barplot(data, x="encoder", y=metric, hue="level task", order=order,
+                    hue_order=hue_order, palette=palette, errorbar="sd", capsize=0.1,
+                    ax=ax)  # fmt: skip
+        ax.set(xlabel="encoder", ylabel=label, title=label)
+        ax.tick_params(axis="x", rotation=30)
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    fig.suptitle(
+        "Object level vs part level per encoder (backbone features; mean ± std over seeds)"
+    )
+    return fig
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def write(paths: list[Path], table: Path, figure: Path, config: dict) -> pd.DataFrame:
+    runs = load_probe_runs(paths)
+    claims_table = claims(runs, config["report"])
+    table, figure = Path(table), Path(figure)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(table.with_suffix(".csv")) as tmp:
+        runs.to_csv(tmp, index=False, float_format="%.6f")
+    atomic_write_text(table.with_suffix(".md"), markdown_table(display_table(runs)))
+    with atomic_path(table.with_name(table.name + "_claims.csv")) as tmp:
+        claims_table.to_csv(tmp, index=False, float_format="%.6f")
+    with plt.rc_context():
+        sns.set_theme(style="whitegrid", context="paper")
+        save_figure(plot(runs), figure.parent, figure.name)
+    return claims_table
+
+
+def read_claims(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise UserError(f"{path}: not a readable claims CSV ({e})") from None
+    missing = [c for c in CLAIM_COLUMNS if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing columns {missing}; written by `equihand part-aware`")
+    return table
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--runs", nargs="+", required=True, help="probe.csv of `equihand probe`")
+    parser.add_argument(
+        "--table", required=True, help="table path without suffix (.csv, .md, _claims.csv)"
+    )
+    parser.add_argument("--figure", required=True, help="figure path without suffix (.png, .pdf)")
+
+
+def run(args, config: dict) -> None:
+    table = write([Path(p) for p in args.runs], Path(args.table), Path(args.figure), config)
+    for sentence in claim_sentences(table):
+        print(sentence)

@@ -1,0 +1,313 @@
+"""The part-aware probe: crop geometry, retrieval mAP by hand, probe determinism, the claims."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_config
+from PIL import Image
+
+from equihand import cli, part_aware, probe, probe_data
+from equihand.data.cache import PreparedData
+from equihand.data.prepare import project, rescale_intrinsics
+from equihand.errors import UserError
+from equihand.models import build_contrastive_model
+
+PROBE = ["probe.n_train=24", "probe.n_val=8", "probe.n_test=8", "probe.min_crop_px=3"]
+PROBE += ["probe.epochs=4", "probe.feature_batch_size=32"]
+
+
+# --- crop geometry -----------------------------------------------------------------------------
+
+
+def test_crop_side_is_the_factor_times_the_nearest_other_keypoint():
+    points = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 10.0]])
+    # nearest others: 0 -> 1 (3), 1 -> 0 (3), 2 -> 0 (4), 3 -> 2 (sqrt(100 + 36))
+    want = 0.5 * np.array([3.0, 3.0, 4.0, math.sqrt(136.0)])
+    np.testing.assert_allclose(probe_data.crop_sides(points, 0.5), want)
+    with pytest.raises(ValueError, match="two keypoints"):
+        probe_data.crop_sides(points[:1], 1.0)
+
+
+def test_crop_box_is_centred_on_the_keypoint_in_pil_coordinates():
+    # pixel-centre keypoint (10, 20) is PIL coordinate (10.5, 20.5)
+    assert probe_data.crop_box(np.array([10.0, 20.0]), 6.0) == (7.5, 17.5, 13.5, 23.5)
+
+
+@pytest.mark.parametrize("center, side", [((37.3, 52.6), 20.0), ((5.0, 90.2), 13.0)])
+def test_the_keypoint_lands_at_the_centre_of_its_resized_crop(center, side):
+    """A bright blob at a sub-pixel keypoint: its intensity centroid in the 32 px crop is the
+    crop's centre ((32 - 1) / 2 in pixel-centre coordinates), even near the image border."""
+    h = w = 100
+    v, u = np.mgrid[0:h, 0:w].astype(float)
+    blob = np.exp(-((u - center[0]) ** 2 + (v - center[1]) ** 2) / (2 * 1.5**2))
+    image = Image.fromarray(np.repeat((255 * blob)[..., None], 3, axis=2).astype(np.uint8))
+    crop = probe_data.cut_crop(image, probe_data.crop_box(np.array(center), side), 32)
+    assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
+    weight = crop[..., 0].astype(float)
+    cv, cu = np.mgrid[0:32, 0:32].astype(float)
+    centroid = ((weight * cu).sum() / weight.sum(), (weight * cv).sum() / weight.sum())
+    np.testing.assert_allclose(centroid, (15.5, 15.5), atol=0.2)
+    # the blob's width scales by 32 / side (1.5 px sigma -> 1.5 * 32 / side)
+    sigma = math.sqrt((weight * ((cu - 15.5) ** 2)).sum() / weight.sum())
+    assert sigma == pytest.approx(1.5 * 32 / side, rel=0.2)
+
+
+def test_outside_the_image_is_black():
+    image = Image.new("RGB", (40, 40), (200, 200, 200))
+    crop = probe_data.cut_crop(image, probe_data.crop_box(np.array([0.0, 0.0]), 20.0), 32)
+    assert crop[:8, :8].max() == 0 and crop[-8:, -8:].min() == 200
+
+
+def test_crops_of_hidden_tiny_or_outside_keypoints_are_dropped():
+    uv = np.zeros((21, 2))
+    joints = (0, 4, 8, 12)
+    uv[0], uv[4], uv[8], uv[12] = (10, 10), (30, 10), (32, 10), (60, 70)
+    visible = np.ones(21, bool)
+    visible[4] = False
+    kept = probe_data.select_crops(uv, visible, (50, 50), joints, 1.0, 3.0)
+    # joint 4 hidden; joint 12 outside the 50 x 50 image; joint 8's nearest is joint 4 (2 px): tiny
+    assert [label for label, _, _ in kept] == [0]
+    assert kept[0][2] == pytest.approx(20.0)
+
+
+def test_full_size_keypoints_invert_the_cache_resize():
+    rng = np.random.default_rng(0)
+    xyz = rng.normal([0, 0, 0.6], [0.05, 0.05, 0.02], size=(21, 3))
+    K = np.array([[480.0, 0, 111.5], [0, 480.0, 111.5], [0, 0, 1]])
+    uv_full = project(xyz, K)
+    uv_cache = project(xyz, rescale_intrinsics(K, (224, 224), 32))
+    np.testing.assert_allclose(probe_data.full_size_uv(uv_cache, 32, (224, 224)), uv_full)
+
+
+def test_orientation_angle_and_equal_count_bins():
+    uv = np.zeros((4, 21, 2))
+    uv[:, 9] = [[0, -1], [1, 0], [0, 1], [-1, -1]]  # up, right, down, up-left (v points down)
+    np.testing.assert_allclose(probe_data.orientation_angles(uv), [270, 0, 90, 225])
+    angles = np.arange(100.0)
+    edges = probe_data.orientation_edges(angles, 4)
+    assert np.bincount(probe_data.orientation_bins(angles, edges)).tolist() == [25, 25, 25, 25]
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+
+
+def test_retrieval_ap_matches_a_hand_worked_example():
+    """Five unit vectors on a circle (cosine = dot product), the query left out of its gallery.
+
+    q0 (class 0): 1 (+) .8, 2 .6, 3 0, 4 -1            -> AP 1
+    q1 (class 0): 2 .96, 0 (+) .8, 3 .6, 4 -.8          -> AP 1/2
+    q2 (class 1): 1 .96, 3 (+) .8, 0 .6, 4 (+) -.6      -> AP (1/2 + 2/4) / 2 = 1/2
+    q3 (class 1): 2 (+) .8, 1 .6, 0 0, 4 (+) 0 (tie: gallery order) -> AP (1 + 2/4) / 2 = 3/4
+    q4 (class 1): 3 (+) 0, 2 (+) -.6, 1 -.8, 0 -1       -> AP 1
+    """
+    f = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]]) * [[1], [2], [3], [0.5], [4]]
+    labels = np.array([0, 0, 1, 1, 1])
+    ap = probe.retrieval_ap(f, labels)
+    np.testing.assert_allclose(ap, [1, 0.5, 0.5, 0.75, 1])
+    m, cm = probe.mean_ap(ap, labels)
+    assert m == pytest.approx(3.75 / 5) and cm == pytest.approx((0.75 + 2.25 / 3) / 2)
+
+
+def test_retrieval_ap_of_a_query_alone_in_its_class_is_nan_and_ignored():
+    ap = probe.retrieval_ap(np.eye(3), np.array([0, 0, 1]))
+    assert np.isnan(ap[2]) and not np.isnan(ap[:2]).any()
+    m, cm = probe.mean_ap(np.array([1.0, 0.5, np.nan, 0.2]), np.array([0, 0, 1, 1]))
+    assert m == pytest.approx(1.7 / 3) and cm == pytest.approx((0.75 + 0.2) / 2)
+
+
+# --- the linear probe --------------------------------------------------------------------------
+
+
+def test_linear_probe_separates_separable_classes_and_picks_the_epoch_on_val():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 4
+    x, y = {}, {}
+    for split, n in (("train", 90), ("val", 30), ("test", 30)):
+        y[split] = np.arange(n) % 3
+        x[split] = (centres[y[split]] + rng.normal(size=(n, 16))).astype(np.float32)
+    cfg = tiny_config(*PROBE)["probe"] | {"epochs": 5}
+    out = probe.linear_probe(x, y, 3, cfg, seed=0)
+    assert out["test_top1"] == 1.0 and out["val_top1"] == 1.0
+    assert 1 <= out["best_epoch"] <= 5
+    # the test split never chooses: flipping test labels changes the score, not the epoch
+    y["test"] = (y["test"] + 1) % 3
+    flipped = probe.linear_probe(x, y, 3, cfg, seed=0)
+    assert flipped["best_epoch"] == out["best_epoch"] and flipped["test_top1"] == 0.0
+
+
+# --- the steps on the tiny dataset -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def probe_sets(cache, tiny_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("probe") / "data"
+    probe_data.write(cache, tiny_dataset, out, tiny_config(*PROBE))
+    return out
+
+
+def test_probe_sets_hold_labelled_crops_split_by_hand(probe_sets, cache):
+    arrays, meta = probe_data.load(probe_sets)
+    assert list(meta["tasks"]) == ["gesture", "orientation", "part", "finger"]
+    data = PreparedData(cache)
+    hand_id = np.asarray(data.hand_id)
+    for task in ("part", "finger"):
+        labels, split = arrays[f"{task}_labels"], arrays[f"{task}_split"]
+        assert arrays[f"{task}_images"].shape == (len(labels), 32, 32, 3)
+        assert labels.max() < len(meta["tasks"][task]["classes"])
+        assert set(split.tolist()) == {0, 1, 2}
+        hands = [set(hand_id[arrays[f"{task}_row"][split == s]].tolist()) for s in range(3)]
+        assert not (hands[0] & hands[1]) and not (hands[0] & hands[2]) and not hands[1] & hands[2]
+        sides = arrays[f"{task}_box"][:, 2] - arrays[f"{task}_box"][:, 0]
+        assert (sides >= 3 - 1e-4).all()
+    assert meta["counts"]["object"] == {"train": 24, "val": 8, "test": 8}
+
+
+def test_missing_raw_image_names_the_file(cache, tiny_dataset, tmp_path):
+    broken = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, broken)
+    victim = sorted((broken / "evaluation" / "rgb").iterdir())[0]
+    victim.unlink()
+    with pytest.raises(UserError, match=victim.name):
+        probe_data.write(cache, broken, tmp_path / "out", tiny_config(*PROBE))
+    assert not (tmp_path / "out").exists()
+
+
+def _pretrained(cache, tmp_path) -> Path:
+    from equihand.pretrain import pretrain
+
+    return pretrain(cache, tmp_path / "pre", tiny_config("pretrain.objective=equivariant"))
+
+
+def test_probe_is_deterministic_and_scores_backbone_and_projector(probe_sets, cache, tmp_path):
+    ckpt = _pretrained(cache, tmp_path)
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        argv = ["probe", *[a for p in ["progress=never", "device=cpu", "train.threads=1", *PROBE]
+                           for a in ("--set", p)]]  # fmt: skip
+        code = cli.main([*argv, "--probe-data", str(probe_sets), "--checkpoint", str(ckpt),
+                         "--encoder", "equivariant", "--seed", "3", "--out", str(out)])  # fmt: skip
+        assert code == 0
+        runs.append((out / "probe.csv").read_bytes())
+    assert runs[0] == runs[1]
+    table = pd.read_csv(tmp_path / "run0" / "probe.csv")
+    assert set(table["feature"]) == {"backbone", "projector"}
+    assert set(table["task"]) == {"gesture", "orientation", "part", "finger"}
+    assert table["test_top1"].between(0, 1).all() and table["map"].between(0, 1).all()
+    assert (table["best_epoch"].between(1, 4)).all()
+    assert (tmp_path / "run0" / "config.yaml").is_file()
+
+
+def test_probe_reads_the_checkpoints_backbone(cache, tmp_path):
+    """The frozen encoder's features are the pretrained model's encoder features."""
+    ckpt = _pretrained(cache, tmp_path)
+    enc = probe.load_encoder(str(ckpt), tiny_config()["model"], seed=0)
+    state = torch.load(ckpt, weights_only=True)["model"]
+    model = build_contrastive_model(tiny_config()["model"])
+    model.load_state_dict(state)
+    model.eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x)["backbone"], model.encoder(x))
+        torch.testing.assert_close(enc(x)["projector"], model(x))
+    random0, random1 = (probe.load_encoder("random", tiny_config()["model"], s) for s in (0, 1))
+    assert "projector" not in random0(x)
+    assert not torch.equal(random0(x)["backbone"], random1(x)["backbone"])
+
+
+def test_probe_rejects_a_missing_checkpoint(probe_sets, tmp_path, capsys):
+    code = cli.main(["probe", "--set", "progress=never", "--probe-data", str(probe_sets),
+                     "--checkpoint", str(tmp_path / "nope.pt"), "--encoder", "x",
+                     "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and "nope.pt" in capsys.readouterr().err
+
+
+# --- the table and the claims ------------------------------------------------------------------
+
+
+def _run_rows(encoder, seed, values: dict, feature="backbone") -> list[dict]:
+    rows = []
+    for task, (top1, m) in values.items():
+        level = "object" if task in part_aware.OBJECT_TASKS else "part"
+        row = dict.fromkeys(probe.COLUMNS, 0)
+        row |= {"encoder": encoder, "backbone": "resnet18", "seed": seed, "feature": feature}
+        row |= {"task": task, "level": level, "n_classes": 5, "test_top1": top1, "map": m}
+        rows.append(row)
+    return rows
+
+
+def _write_runs(tmp_path, rows) -> Path:
+    path = tmp_path / "probe.csv"
+    pd.DataFrame(rows, columns=probe.COLUMNS).to_csv(path, index=False)
+    return path
+
+
+REP = {"bootstrap_samples": 2000, "confidence": 0.95, "seed": 0}
+
+
+def test_claims_are_paired_by_seed_with_a_bootstrap_ci(tmp_path):
+    rows = []
+    for s, shift in enumerate([0.00, 0.01, 0.02]):
+        rows += _run_rows("supervised", s, {"gesture": (0.60 + shift, 0.3), "part": (0.40, 0.2)})
+        rows += _run_rows("equivariant", s, {"gesture": (0.50 + shift, 0.3), "part": (0.45, 0.3)})
+        rows += _run_rows(
+            "equivariant", s, {"gesture": (0.5, 0.3), "part": (0.4, 0.1)}, "projector"
+        )
+    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
+    table = part_aware.claims(runs, REP).set_index(["claim", "task"])
+    sup = table.loc[("supervised_object", "gesture")]
+    # paired by seed, the differences are all 0.10: the CI is the point itself
+    assert sup["diff"] == pytest.approx(0.10) and sup["n_seeds"] == 3
+    assert sup["ci_low"] == pytest.approx(0.10) and sup["ci_high"] == pytest.approx(0.10)
+    assert sup["verdict"] == "supports"
+    assert table.loc[("ssl_part", "part"), "diff"] == pytest.approx(0.05)
+    assert table.loc[("backbone_part", "part"), "diff"] == pytest.approx(0.2)  # mAP .3 vs .1
+    assert not (table.index.get_level_values("claim") == "cl_mim_part").any()
+    sentences = part_aware.claim_sentences(table.reset_index())
+    assert "**holds here**" in sentences[0] and "not tested" in sentences[2]
+
+
+def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
+    rows = []
+    for s, d in enumerate([0.05, -0.05, 0.04, -0.04]):
+        rows += _run_rows("supervised", s, {"part": (0.4, 0.2)})
+        rows += _run_rows("mim", s, {"part": (0.4 + d, 0.2)})
+    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
+    row = part_aware.claims(runs, REP).iloc[0]
+    assert row["claim"] == "ssl_part" and row["ci_low"] < 0 < row["ci_high"]
+    assert row["verdict"] == "within seed noise"
+    assert (
+        "cannot be told from seed noise"
+        in part_aware.claim_sentences(part_aware.claims(runs, REP))[1]
+    )
+
+
+def test_part_aware_step_writes_table_claims_figure_and_report_section(tmp_path):
+    rows = []
+    for s in range(2):
+        for enc, g, p in [("random", 0.1, 0.3), ("supervised", 0.5, 0.35), ("mim", 0.3, 0.4)]:
+            rows += _run_rows(enc, s, {"gesture": (g + s / 100, 0.2), "part": (p, 0.2 + s / 100)})
+    runs = _write_runs(tmp_path, rows)
+    config = tiny_config()
+    part_aware.write([runs], tmp_path / "t" / "part_aware", tmp_path / "f" / "part_aware", config)
+    assert (tmp_path / "t" / "part_aware.csv").is_file()
+    md = (tmp_path / "t" / "part_aware.md").read_text()
+    assert "| supervised | resnet18 | backbone | 2 | 0.505 ± 0.007 |" in md
+    png = Image.open(tmp_path / "f" / "part_aware.png")
+    assert np.asarray(png.convert("L")).std() > 10  # not blank
+    assert (tmp_path / "f" / "part_aware.pdf").read_bytes().startswith(b"%PDF")
+    blocks = part_aware.report_blocks(
+        tmp_path / "t" / "part_aware", tmp_path / "f" / "part_aware.png"
+    )
+    text = json.dumps([b[1] if isinstance(b[1], str) else "" for b in blocks])
+    assert "Part-aware probe" in text and "Uniform-guess top-1" in text
+    with pytest.raises(UserError, match="appears in more than one"):
+        part_aware.load_probe_runs([runs, runs])
