@@ -12,6 +12,8 @@ rule probe_data:
         meta=f"{RESULTS}/probe/data/meta.json",
     log:
         "logs/probe/data.log",
+    benchmark:
+        "benchmarks/probe_data.tsv"
     conda:
         "../envs/equihand.yaml"
     params:
@@ -28,6 +30,8 @@ rule probe:
         f"{RESULTS}/probe/{{encoder}}_{{backbone}}_s{{seed}}/probe.csv",
     log:
         "logs/probe/{encoder}_{backbone}_s{seed}.log",
+    benchmark:
+        "benchmarks/probe/{encoder}_{backbone}_s{seed}.tsv"
     conda:
         "../envs/equihand.yaml"
     threads: job_threads("probe")

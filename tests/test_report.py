@@ -185,6 +185,19 @@ def test_mim_objectives_are_compared_with_none_and_their_contrastive_half():
     ]
     row = comparisons(runs).iloc[-1]
     assert row["diff_cm"] == pytest.approx(((2.9 - 2.5) + (3.0 - 2.7)) / 2)
+    # the answer words X+mim vs X as adding MIM, never as equivariant vs invariant
+    text = _answer(runs)
+    assert (
+        "Adding MIM to `equivariant`: `equivariant+mim`'s PA-EPE is 11.9% (0.35 cm) lower" in text
+    )
+    assert "invariant one" not in text
+
+
+def test_mim_comparisons_do_not_pose_as_equivariant_vs_invariant():
+    runs = _runs({"invariant": [3.0, 3.1], "invariant+mim": [2.0, 2.1], "equivariant": [3, 3.1]})
+    text = _answer(runs)
+    assert text.count("invariant one") == 1  # equivariant vs invariant, once
+    assert "Adding MIM to `invariant`: `invariant+mim`'s PA-EPE is" in text
 
 
 def test_reference_sentence_follows_the_numbers(tmp_path):

@@ -126,7 +126,9 @@ def test_smoke_study_probes_every_encoder_and_reports_the_part_aware_claims(smok
     assert projected == {"invariant", "equivariant"}
     assert runs["test_top1"].between(0, 1).all()
     claims = pd.read_csv(smoke_run / "results" / "tables" / "part_aware_claims.csv")
-    assert {"supervised_object", "ssl_part", "backbone_part"} <= set(claims["claim"])
+    assert {"beats_random", "supervised_object", "ssl_part", "backbone_part"} <= set(
+        claims["claim"]
+    )
     md = (smoke_run / "results" / "report" / "ablation.md").read_text()
     assert "## Part-aware probe" in md and "../figures/part_aware.png" in md
     with Image.open(smoke_run / "results" / "figures" / "part_aware.png") as png:

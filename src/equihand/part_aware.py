@@ -5,7 +5,8 @@ over seeds per encoder and feature), ``<table>_claims.csv`` (the paired comparis
 the figure ``<figure>.png`` / ``.pdf``.
 
 The claims of Zhu et al. tested here, each as paired differences over seeds with a percentile
-bootstrap CI (equihand.stats; `report.*` settings):
+bootstrap CI (equihand.stats; `report.*` settings), after a sanity check (0: e - random, top-1
+of every task, for every trained encoder e):
 
 1. object level, supervised is best: supervised - e, gesture (and orientation) top-1, for every
    other encoder e;
@@ -49,6 +50,7 @@ ENCODER_ORDER = [
 SELF_SUPERVISED = ["invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
 OBJECT_TASKS, PART_TASKS = ("gesture", "orientation"), ("part", "finger")
 CLAIMS = {
+    "beats_random": "every trained encoder beats an untrained (random-init) one",
     "supervised_object": "supervised encoders are best at object-level recognition",
     "ssl_part": "self-supervised encoders beat the supervised one at part-level recognition",
     "cl_mim_part": "contrastive + MIM is better at part level than either alone",
@@ -143,15 +145,17 @@ def display_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def chance_text(runs: pd.DataFrame) -> str:
-    """Chance top-1 per task (the most frequent test class of the probe sets)."""
+    """Top-1 without looking at the image, per task: uniform guess and most frequent class."""
     parts = []
     for task in (*OBJECT_TASKS, *PART_TASKS):
         sel = runs[runs["task"] == task]
         if not sel.empty:
-            parts.append(
-                f"{task} {1 / sel['n_classes'].iloc[0]:.3f} ({sel['n_classes'].iloc[0]} classes)"
-            )
-    return "Uniform-guess top-1: " + ", ".join(parts) + "."
+            n, majority = sel["n_classes"].iloc[0], sel["test_majority"].iloc[0]
+            parts.append(f"{task} {1 / n:.3f} / {majority:.3f} ({n} classes)")
+    return (
+        "Top-1 without looking at the image (uniform guess / always the most frequent test "
+        "class): " + ", ".join(parts) + "."
+    )
 
 
 def report_blocks(table: Path, figure: Path) -> list[tuple]:
@@ -214,6 +218,9 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
                 if row is not None:
                     rows.append(row)
 
+        for task in (*OBJECT_TASKS, *PART_TASKS):
+            for e in sorted(encoders - {"random"}, key=_encoder_key):
+                add("beats_random", task, "test_top1", e, "random")
         for task in OBJECT_TASKS:
             for e in sorted(encoders - {"supervised"}, key=_encoder_key):
                 add("supervised_object", task, "test_top1", "supervised", e)

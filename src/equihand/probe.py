@@ -13,6 +13,8 @@ part level) by
   is not in its own gallery), average precision with positives = same class; ``map`` is the mean
   over queries, ``class_map`` the mean over classes of their queries' mean.
 
+``test_majority`` is the top-1 of always answering the test split's most frequent class.
+
 For encoders with a projection head the projector output is scored beside the backbone feature.
 Writes ``probe.csv`` (one row per feature and task) and ``config.yaml`` into --out.
 """
@@ -35,8 +37,8 @@ from equihand.models import Encoder, ProjectionHead, load_backbone_state
 from equihand.train import place, runtime_setup
 
 COLUMNS = (
-    "encoder backbone seed feature task level n_classes n_train n_val n_test best_epoch "
-    "val_top1 test_top1 map class_map"
+    "encoder backbone seed feature task level n_classes n_train n_val n_test test_majority "
+    "best_epoch val_top1 test_top1 map class_map"
 ).split()
 
 
@@ -208,6 +210,8 @@ def probe(
                     "level": info["level"],
                     "n_classes": len(info["classes"]),
                     **{f"n_{s}": len(y[s]) for s in splits},
+                    # top-1 of always answering the most frequent test class
+                    "test_majority": np.bincount(y["test"]).max() / len(y["test"]),
                     **scores,
                     "map": m,
                     "class_map": cm,

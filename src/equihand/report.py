@@ -169,7 +169,8 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
             s.append("There are no `none` runs, so no gain over no pretraining can be given.")
         for c in here[here["b"] == "none"].itertuples():
             s.append(f"`{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c)}.")
-        for c in here[here["b"] == "invariant"].itertuples():
+        eq_vs_inv = (here["a"] == "equivariant") & (here["b"] == "invariant")
+        for c in here[eq_vs_inv].itertuples():
             if not c.beyond_noise:
                 head = "This study cannot say whether the equivariant objective beats the "
                 head += "invariant one"
@@ -178,6 +179,8 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
             else:
                 head = "The invariant objective beats the equivariant one"
             s.append(f"{head}: the equivariant PA-EPE is {_delta(c)}; {_evidence(c)}.")
+        for c in here[here["a"] == here["b"] + "+mim"].itertuples():
+            s.append(f"Adding MIM to `{c.b}`: `{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c)}.")
         if len(here) and not here["beyond_noise"].any():
             s.append(
                 "No difference here is larger than seed noise: this study cannot tell the "
