@@ -1,8 +1,9 @@
 """DVC versions the study's checkpoints: dvc.yaml's stages call Snakemake, `dvc push` sends the
 checkpoints to a remote (a local folder, and S3 served by moto on 127.0.0.1), and a fresh clone
-gets them back with `dvc pull` and regenerates evaluation, tables, figures and report without a
-single training job. Broken remotes (unreachable, an object missing, an object whose bytes do not
-match its hash) fail with a clear message and leave the workspace as it was.
+gets them back with `equihand pull` (`dvc pull` that verifies every object's md5 before checking
+out) and regenerates evaluation, tables, figures and report without a single training job. Broken
+remotes (unreachable, an object missing, an object whose bytes do not match its hash) fail with a
+clear message and leave the workspace as it was.
 
 Everything happens in a temporary git repository holding a copy of this working tree (tracked
 files and new, not ignored ones), trained once per module with `dvc repro report@smoke` (~2 min).
@@ -23,6 +24,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from equihand.figures import FIGURES
+
+# equihand figures' PNGs and the part-aware probe's (equihand part-aware)
+N_FIGURES = len(FIGURES) + 1
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -139,6 +145,23 @@ def last_job_stats(log: str) -> dict[str, int]:
 
 def remote_object(remote: Path, md5_hash: str) -> Path:
     return remote / "files" / "md5" / md5_hash[:2] / md5_hash[2:]
+
+
+def cache_object(root: Path, md5_hash: str) -> Path:
+    return remote_object(root / ".dvc" / "cache", md5_hash)
+
+
+def equihand_pull(cwd: Path, *args: str, env: dict, **kw) -> subprocess.CompletedProcess:
+    return run(cwd, BIN / "equihand", "pull", *args, env=env, **kw)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single `equihand pull: error: ...` line a failed pull prints, and nothing else."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("equihand pull: error: "), result.stderr
+    print(lines[0])  # what the user reads (pytest -rP shows it)
+    return lines[0]
 
 
 def _free_port() -> int:
@@ -264,11 +287,9 @@ def test_dvc_yaml_stages_call_snakemake_and_read_the_config_files():
     # the checkpoint outputs survive a rerun of their stage: Snakemake decides what reruns
     assert all(next(iter(o.values()))["persist"] for o in spec["stages"]["train"]["outs"])
     # the figures dvc plots shows are the ones equihand draws
-    from equihand.figures import FIGURES
-
     plotted = [next(iter(p)) for p in spec["stages"]["report"]["plots"]]
     figures = sorted(Path(p).stem for p in plotted if p.endswith(".png"))
-    assert figures == sorted(FIGURES)
+    assert figures == sorted([*FIGURES, "part_aware"])  # part_aware: `equihand part-aware`
 
 
 def test_aggregate_writes_the_metrics_dvc_shows(tmp_path):
@@ -334,7 +355,8 @@ def test_fresh_clone_pulls_checkpoints_and_regenerates_the_rest_without_training
 ):
     work = clone(origin, tmp_path / "clone", env)
     assert not (work / RESULTS).exists()
-    ok(dvc(work, "pull", "-r", remote, env=env))
+    pulled = ok(equihand_pull(work, "-r", remote, env=env)).stdout
+    assert f"match dvc.lock (remote '{remote}'" in pulled, pulled
     assert checkpoints(work) == checkpoints(origin)
     if remote == "local":
         # the DVC way: the report stage runs Snakemake (train@smoke is up to date)
@@ -364,7 +386,7 @@ def test_fresh_clone_pulls_checkpoints_and_regenerates_the_rest_without_training
     # evaluation, tables, figures and report are back, with the same numbers
     for rel in ("tables/ablation.csv", "tables/metrics.json", "report/ablation.html"):
         assert (work / RESULTS / rel).is_file(), rel
-    assert len(list((work / RESULTS / "figures").glob("*.png"))) == 6
+    assert len(list((work / RESULTS / "figures").glob("*.png"))) == N_FIGURES
     for rel in ("tables/ablation.csv", "tables/metrics.json"):
         assert (work / RESULTS / rel).read_bytes() == (origin / RESULTS / rel).read_bytes(), rel
     for path in (origin / RESULTS / "evaluate").rglob("metrics.json"):
@@ -401,7 +423,7 @@ def test_metrics_and_plots_show_the_ablation(origin, env, tmp_path):
     ok(dvc(origin, "plots", "show", "-o", str(out), env=env))
     html = (out / "index.html").read_text()
     assert "PA-EPE by label fraction" in html and '"field": "objective"' in html
-    assert len(list((out / "static").glob("*.png"))) == 6
+    assert len(list((out / "static").glob("*.png"))) == N_FIGURES
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -420,6 +442,10 @@ def test_unreachable_remote_is_a_clear_error_and_changes_nothing(origin, remotes
     assert "failed to connect to s3" in pulled.stderr, pulled.stderr
     assert f'Could not connect to the endpoint URL: "{dead}/' in pulled.stderr, pulled.stderr
     assert snapshot(work) == before
+    error = one_line_error(equihand_pull(work, "-r", "dead", env=impatient, timeout=300))
+    assert f"cannot reach DVC remote 'dead' (s3://{BUCKET}/equihand)" in error, error
+    assert f'Could not connect to the endpoint URL: "{dead}/' in error, error
+    assert snapshot(work) == before
     before = snapshot(origin)
     ok(dvc(origin, "remote", "add", "--local", "dead", f"s3://{BUCKET}/x", env=env))
     ok(dvc(origin, "remote", "modify", "--local", "dead", "endpointurl", dead, env=env))
@@ -436,17 +462,25 @@ def _broken_copy(remotes, tmp_path: Path, name: str) -> Path:
     return broken
 
 
-def _a_finetuned_model(origin: Path) -> str:
-    return md5(sorted((origin / RESULTS / "finetune").glob("*/model.pt"))[0])
+def _a_finetuned_model(origin: Path) -> tuple[str, str]:
+    """Path (relative to the repo) and md5 of one finetuned checkpoint."""
+    model = sorted((origin / RESULTS / "finetune").glob("*/model.pt"))[0]
+    return str(model.relative_to(origin)), md5(model)
 
 
 def test_missing_object_is_a_clear_error_and_changes_nothing(origin, remotes, env, tmp_path):
     broken = _broken_copy(remotes, tmp_path, "missing")
-    digest = _a_finetuned_model(origin)
+    rel, digest = _a_finetuned_model(origin)
     remote_object(broken, digest).unlink()
     work = clone(origin, tmp_path / "clone", env)
     ok(dvc(work, "remote", "add", "broken", str(broken), env=env))
     before = snapshot(work)
+    error = one_line_error(equihand_pull(work, "-r", "broken", env=env))
+    assert f"DVC remote 'broken' ({broken}) has 1 object(s) missing: {rel} (md5 {digest})" in (
+        error
+    ), error
+    assert "dvc push -r broken" in error, error
+    assert snapshot(work) == before
     pulled = dvc(work, "pull", "-r", "broken", env=env)
     assert pulled.returncode != 0
     assert "failed to pull data from the cloud" in pulled.stderr, pulled.stderr
@@ -454,33 +488,80 @@ def test_missing_object_is_a_clear_error_and_changes_nothing(origin, remotes, en
     assert snapshot(work) == before  # not even the objects that were there were checked out
 
 
-def test_object_whose_hash_does_not_match_is_refused(origin, remotes, env, tmp_path):
-    broken = _broken_copy(remotes, tmp_path, "corrupt")
-    digest = _a_finetuned_model(origin)
-    obj = remote_object(broken, digest)
-    obj.chmod(0o644)
-    obj.write_bytes(obj.read_bytes()[:-100] + b"x" * 100)  # same size, other bytes
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_object_whose_hash_does_not_match_is_refused_and_changes_nothing(
+    origin, remotes, s3, env, tmp_path, where
+):
+    rel, digest = _a_finetuned_model(origin)
+    good = (origin / rel).read_bytes()
+    bad = good[:-100] + b"x" * 100  # same size, other bytes
     work = clone(origin, tmp_path / "clone", env)
-    ok(dvc(work, "remote", "add", "broken", str(broken), env=env))
-    ok(dvc(work, "remote", "modify", "broken", "verify", "true", env=env))
-    pulled = dvc(work, "pull", "-v", "-r", "broken", env=env)
-    assert pulled.returncode != 0
-    finetune = f"{RESULTS}/finetune"
-    assert "Checkout failed for following targets" in pulled.stderr, pulled.stderr[-3000:]
-    assert finetune in pulled.stderr, pulled.stderr[-3000:]
-    # what was wrong is said only in the verbose log (DVC drops the object quietly)
-    verbose = pulled.stdout + pulled.stderr
-    assert re.search(rf"corrupted cache file '[^']*{digest[:2]}/{digest[2:]}'", verbose)
-    # the corrupted checkpoint never reaches the workspace, nor does the folder it belongs to;
-    # DVC does check out the intact outputs (not all-or-nothing, unlike a missing object)
-    assert not (work / finetune).exists()
-    assert all(md5(p) != md5(obj) for p in work.rglob("model.pt"))
-    assert sorted(p.name for p in (work / RESULTS).iterdir()) == ["prepared", "pretrain"]
+    if where == "local":  # a corrupted copy of the remote, `verify true` as README shows
+        broken = _broken_copy(remotes, tmp_path, "corrupt")
+        obj = remote_object(broken, digest)
+        obj.chmod(0o644)
+        obj.write_bytes(bad)
+        ok(dvc(work, "remote", "add", "broken", str(broken), env=env))
+        ok(dvc(work, "remote", "modify", "broken", "verify", "true", env=env))
+        remote, targets, on_remote = "broken", [], str(obj)
+    else:  # the S3 remote itself, restored below; only the finetuning checkpoints
+        remote, targets = "s3", [f"{RESULTS}/finetune"]
+        key = f"equihand/files/md5/{digest[:2]}/{digest[2:]}"
+        on_remote = f"s3://{BUCKET}/{key}"
+        s3[1].put_object(Bucket=BUCKET, Key=key, Body=bad)
+    before = snapshot(work)
+    try:
+        error = one_line_error(equihand_pull(work, "-r", remote, *targets, env=env))
+    finally:
+        if where == "s3":
+            s3[1].put_object(Bucket=BUCKET, Key=key, Body=good)
+    # names the remote, the output, both hashes, and how to repair the remote
+    assert f"DVC remote '{remote}' (" in error, error
+    actual = hashlib.md5(bad).hexdigest()
+    assert f"md5 hash does not match: {rel} (expected md5 {digest}, got {actual})" in error
+    assert f"delete {on_remote} on the remote, then `dvc push -r {remote}`" in error, error
+    # nothing reached the workspace, and the corrupted object is not kept in the cache
+    assert snapshot(work) == before
+    assert not (work / RESULTS).exists()
+    assert not cache_object(work, digest).exists()
+    if where == "local":
+        # plain `dvc pull` refuses the object too, but checks out the intact outputs and says
+        # only "Is your cache up to date?" (the object is named in its -v log only)
+        pulled = dvc(work, "pull", "-r", remote, env=env)
+        assert pulled.returncode != 0
+        assert "Checkout failed for following targets" in pulled.stderr, pulled.stderr[-3000:]
+        assert f"{RESULTS}/finetune" in pulled.stderr and digest not in pulled.stderr
+        assert sorted(p.name for p in (work / RESULTS).iterdir()) == ["prepared", "pretrain"]
+        assert not cache_object(work, digest).exists()
+    # from the intact remote the same clone gets the right checkpoint
+    intact = "local" if where == "local" else "s3"
+    ok(equihand_pull(work, "-r", intact, *targets, env=env))
+    assert md5(work / rel) == digest
+    assert {k: v for k, v in checkpoints(work).items() if "finetune" in k} == {
+        k: v for k, v in checkpoints(origin).items() if "finetune" in k
+    }
 
 
 def test_pull_never_overwrites_a_checkpoint_that_differs(origin, remotes, env, tmp_path):
     work = clone(origin, tmp_path / "clone", env)
     ok(dvc(work, "pull", env=env))
+    # equihand pull gives the workspace dvc pull gives
+    other = clone(origin, tmp_path / "other", env)
+    ok(equihand_pull(other, env=env))
+    assert snapshot(other) == snapshot(work)
+    # a corrupted copy in the local cache is fetched again, not blamed on the remote
+    rel, digest = _a_finetuned_model(origin)
+    cached = cache_object(other, digest)
+    cached.chmod(0o644)
+    cached.write_bytes(b"bit rot")
+    shutil.rmtree(other / RESULTS / "finetune")
+    again = ok(equihand_pull(other, env=env))
+    rot = hashlib.md5(b"bit rot").hexdigest()
+    said = f"the local cache's copy of {rel} had md5 {rot}, expected {digest}: removed"
+    assert said in again.stderr, again.stderr
+    assert md5(cached) == md5(other / rel) == digest
+    assert snapshot(other) == snapshot(work)
+    shutil.rmtree(other)
     model = sorted((work / RESULTS / "finetune").glob("*/model.pt"))[0]
     model.chmod(0o644)
     model.write_bytes(model.read_bytes() + b"retrained")
@@ -490,4 +571,7 @@ def test_pull_never_overwrites_a_checkpoint_that_differs(origin, remotes, env, t
     pulled = dvc(work, "pull", env=env)
     assert pulled.returncode != 0
     assert "unsaved files" in pulled.stderr and str(model) in pulled.stderr, pulled.stderr
+    assert snapshot(work) == before
+    error = one_line_error(equihand_pull(work, env=env))
+    assert "unsaved files" in error and str(model) in error, error
     assert snapshot(work) == before

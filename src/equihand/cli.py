@@ -30,6 +30,7 @@ STEPS = {
     "part-aware": ("equihand.part_aware", "the part-aware table, figure and claims over runs"),
     "report": ("equihand.report", "the written ablation report (Markdown and HTML) with CIs"),
     "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
+    "pull": ("equihand.pull", "dvc pull that checks every object's md5 before checking out"),
 }
 
 
