@@ -1,148 +1,194 @@
-"""Training throughput: the full step against the model's own forward/backward.
+"""Training throughput: the full pretraining step against the model's own forward/backward.
 
-    python bench/train_throughput.py [--cache results/prepared/synth] [--backbone resnet18]
-                                     [--batch 128] [--steps 5] [--device auto]
+    python bench/train_throughput.py [--cache results/prepared/synth] [--source data/synth]
+        [--backbone resnet18] [--resolution 32] [--batch 128] [--steps 4] [--threads 0]
 
-Rows (images/s counts every image the network sees; a contrastive pair is two images):
-- model fwd/bwd: optimiser step of the contrastive model on pre-made random tensors on the device;
-- pretrain step: cached uint8 rows -> device -> two augmented views -> fwd/bwd -> optimiser step,
-  with the exact functions `equihand pretrain` uses;
-- finetune step: cached rows -> one augmented view with keypoints -> fwd/bwd -> step.
-Prints a Markdown table and writes results/bench/train_throughput.csv.
+For one backbone and resolution, alternately times (median of `--steps` after a warm-up each):
+- model: the contrastive model's forward/backward + optimiser step on pre-made random views on
+  the device, scored by the same objective with fixed geometry (the model's own compute);
+- pipeline: cached uint8 rows -> device -> two augmented views -> forward/backward -> optimiser
+  step, with what `equihand pretrain` uses (rows read with `data.cache.RowReader`, the next
+  batch's read ahead on a background thread by `data.cache.Prefetcher`, then
+  `pretrain.load_images` and `pretrain.contrastive_loss`);
+- pipeline (mmap): the same with the data path before the benchmark work (rows gathered from
+  the memory map inside the step, nothing read ahead): the "before" of bench/README.md;
+- and, apart, the pipeline's data part: the uint8 gather + float conversion, and the two views.
+Images/s counts every image the network sees (a contrastive pair is two). At the cache's own
+resolution the rows come from `--cache`; at another one from `--source`'s JPEGs decoded into a
+temporary cache. Prints a Markdown table and writes results/bench/train_throughput.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, environment, markdown, set_threads, sync, write_csv
+from fixtures import decode_jpegs, jpeg_files, write_cache
 
 from equihand import augment, objectives
 from equihand.config import load_config
-from equihand.data.cache import PreparedData
-from equihand.finetune import Labels, pose_loss
-from equihand.models import build_contrastive_model, build_pose_model
+from equihand.data.cache import Prefetcher, PreparedData, RowReader
+from equihand.models import build_contrastive_model
 from equihand.optim import build_optimizer
 from equihand.pretrain import contrastive_loss, load_images
-from equihand.train import autocast, resolve_device
+from equihand.train import resolve_device
+
+OBJECTIVE = "equivariant"
+TEMPERATURE = 0.5
 
 
-def timed(step, steps: int, device) -> float:
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - tic) / steps
+def images_at(resolution: int, cache: Path, source: Path, n: int, tmp: Path) -> np.ndarray:
+    """uint8 (N, R, R, 3) rows, memory-mapped: the cache's own when its resolution matches."""
+    data = PreparedData(cache)
+    if data.images.shape[1] == resolution:
+        return data.images
+    folder = write_cache(
+        tmp / f"cache{resolution}", decode_jpegs(jpeg_files(source, n), resolution)
+    )
+    return PreparedData(folder).images
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default="results/prepared/synth")
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--batch", type=int, default=128, help="images per view")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--csv", default="results/bench/train_throughput.csv")
-    args = parser.parse_args()
-
-    config = load_config(None, [f"model.backbone={args.backbone}", f"device={args.device}"])
-    device = resolve_device(config["device"])
-    amp = config["train"]["amp"]
-    data = PreparedData(args.cache)
-    images, size = data.images, data.images.shape[1]
-    rng = np.random.default_rng(0)
+def measure(
+    images: np.ndarray, backbone: str, batch: int, steps: int, device: str = "auto"
+) -> dict:
+    """One row: model-only and pipeline images/s, their ratio and the data part's seconds."""
+    config = load_config(None, [f"model.backbone={backbone}", f"device={device}"])
+    dev = resolve_device(config["device"])
+    size = images.shape[1]
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
-    objective = objectives.get_objective("equivariant")
+    loss_fn = objectives.get_objective(OBJECTIVE).loss
+    rng = np.random.default_rng(0)
     torch.manual_seed(0)
+    model = build_contrastive_model(config["model"]).to(dev).to(memory_format=torch.channels_last)
+    opt = build_optimizer(model, config["pretrain"])
+    views = torch.rand(2 * batch, 3, size, size, device=dev)
+    views = views.contiguous(memory_format=torch.channels_last)
+    geom1 = augment.sample_geometry(batch, size, aug_cfg, device=dev)
+    geom2 = augment.sample_geometry(batch, size, aug_cfg, device=dev)
 
     def rows():
-        return np.sort(rng.choice(len(images), args.batch, replace=False))
+        return np.sort(rng.choice(len(images), batch, replace=len(images) < batch))
 
-    model = (
-        build_contrastive_model(config["model"]).to(device).to(memory_format=torch.channels_last)
-    )
-    opt = build_optimizer(model, config["pretrain"])
-    random_views = torch.rand(2 * args.batch, 3, size, size, device=device).to(
-        memory_format=torch.channels_last
-    )
+    def update(loss):
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()  # the training loop reads every loss
 
     def model_only():
-        with autocast(device, amp):
-            z = model(random_views).float()
-        z.square().mean().backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        z1, z2 = model(views).float().chunk(2)
+        update(loss_fn(z1, z2, geom1, geom2, temperature=TEMPERATURE, image_size=size))
 
-    def pretrain_step():
-        batch = load_images(images, rows(), device, True)
-        with autocast(device, amp):
-            loss = contrastive_loss(model, batch, aug_cfg, objective, 0.5)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    reader = Prefetcher(RowReader(images))
+    upcoming = [rows()]
 
-    pose_model = build_pose_model(config["model"]).to(device).to(memory_format=torch.channels_last)
-    pose_opt = build_optimizer(pose_model, config["finetune"])
-    labels = Labels(data)
+    def pipeline():
+        current = upcoming.pop()
+        upcoming.append(rows())
+        reader.prefetch(upcoming[0])  # read while this step runs, as train.fit has it done
+        batch_images = load_images(reader, current, dev, True)
+        update(contrastive_loss(model, batch_images, aug_cfg, loss_fn, TEMPERATURE))
 
-    def finetune_step():
-        chosen = rows()
-        idx = torch.from_numpy(chosen)
-        batch = load_images(images, chosen, device, True)
-        uv, zr = labels.uv[idx].to(device), labels.zr[idx].to(device)
-        with autocast(device, amp):
-            loss = pose_loss(pose_model, batch, uv, zr, aug_cfg, 1.0)
-        loss.backward()
-        pose_opt.step()
-        pose_opt.zero_grad(set_to_none=True)
+    def pipeline_mmap():
+        batch_images = load_images(images, rows(), dev, True)
+        update(contrastive_loss(model, batch_images, aug_cfg, loss_fn, TEMPERATURE))
 
-    def aug_only():
-        batch = load_images(images, rows(), device, True)
-        augment.augment_view(batch, aug_cfg)
-        augment.augment_view(batch, aug_cfg)
+    def data_only():
+        return load_images(images, rows(), dev, True)
 
-    results = []
-    base = None
-    for name, fn, n_images in [
-        ("model fwd/bwd (random tensors)", model_only, 2 * args.batch),
-        ("pretrain step (data + 2 views + fwd/bwd)", pretrain_step, 2 * args.batch),
-        ("  of which data + augmentation", aug_only, 2 * args.batch),
-        ("finetune step (data + 1 view + fwd/bwd)", finetune_step, args.batch),
-    ]:
-        seconds = timed(fn, args.steps, device)
-        ips = n_images / seconds
-        base = base or ips
-        results.append(
-            {
-                "what": name,
-                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
-                "backbone": args.backbone,
-                "resolution": size,
-                "images_per_step": n_images,
-                "seconds_per_step": round(seconds, 4),
-                "images_per_s": round(ips, 1),
-                "ratio_to_model": "" if name.startswith(" ") else round(ips / base, 3),
-            }
-        )
-    keys = list(results[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in results:
-        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
-    out = Path(args.csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(results)
+    def two_views(batch_images):
+        augment.augment_view(batch_images, aug_cfg)
+        augment.augment_view(batch_images, aug_cfg)
+
+    def seconds(fn, *args) -> float:
+        sync(dev)
+        tic = time.perf_counter()
+        fn(*args)
+        sync(dev)
+        return time.perf_counter() - tic
+
+    model_only(), pipeline(), pipeline_mmap()  # warm-up
+    t_model, t_pipe, t_mmap = [], [], []
+    for _ in range(steps):  # alternate, so that load drift hits all alike
+        t_model.append(seconds(model_only))
+        t_pipe.append(seconds(pipeline))
+        t_mmap.append(seconds(pipeline_mmap))
+    reader.close()
+    t_data = statistics.median(seconds(data_only) for _ in range(max(3, steps)))
+    sample = data_only()
+    t_aug = statistics.median(seconds(two_views, sample) for _ in range(max(3, steps)))
+    n_images = 2 * batch
+    model_s, pipe_s = statistics.median(t_model), statistics.median(t_pipe)
+    mmap_s = statistics.median(t_mmap)
+    return {
+        "backbone": backbone,
+        "resolution": size,
+        "batch_per_view": batch,
+        "images_per_step": n_images,
+        "model_s_per_step": round(model_s, 4),
+        "pipeline_s_per_step": round(pipe_s, 4),
+        "model_images_per_s": round(n_images / model_s, 1),
+        "pipeline_images_per_s": round(n_images / pipe_s, 1),
+        "ratio": round(model_s / pipe_s, 3),
+        "mmap_pipeline_images_per_s": round(n_images / mmap_s, 1),
+        "mmap_ratio": round(model_s / mmap_s, 3),
+        "gather_s": round(t_data, 4),
+        "two_views_s": round(t_aug, 4),
+        "steps": steps,
+    }
+
+
+def run(
+    cases: list[tuple[str, int, int]],
+    cache: Path,
+    source: Path,
+    steps: int,
+    threads: int,
+    device: str = "auto",
+    n_decoded: int = 512,
+) -> list[dict]:
+    """One row per (backbone, resolution, batch per view) case."""
+    threads = set_threads(threads)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays: dict[int, np.ndarray] = {}
+        for backbone, resolution, batch in cases:
+            if resolution not in arrays:
+                arrays[resolution] = images_at(resolution, cache, source, n_decoded, Path(tmp))
+            row = measure(arrays[resolution], backbone, batch, steps, device)
+            out.append({**row, **environment(threads)})
+            print(f"  {backbone} {resolution} px: ratio {row['ratio']}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("results/prepared/synth"))
+    parser.add_argument("--source", type=Path, default=Path("data/synth"))
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=128, help="images per view")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="0 = every core")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--csv", type=Path, default=RESULTS / "train_throughput.csv")
+    args = parser.parse_args(argv)
+    rows = run(
+        [(args.backbone, args.resolution, args.batch)],
+        args.cache,
+        args.source,
+        args.steps,
+        args.threads,
+        args.device,
+    )
+    print(markdown(rows))
+    print(f"wrote {write_csv(args.csv, rows)}")
 
 
 if __name__ == "__main__":

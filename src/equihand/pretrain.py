@@ -18,7 +18,7 @@ import torch
 
 from equihand import augment, mim, objectives
 from equihand.config import load_schema, validate, write_resolved
-from equihand.data.cache import PreparedData
+from equihand.data.cache import Prefetcher, PreparedData
 from equihand.errors import UserError
 from equihand.models import build_contrastive_model, build_masked_model
 from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
@@ -27,7 +27,8 @@ MODEL_NAME = "model.pt"
 
 
 def load_images(images, positions: np.ndarray, device: torch.device, channels_last: bool):
-    """uint8 rows of the memory-mapped cache -> float (B, 3, H, W) in [0, 1] on `device`."""
+    """uint8 rows of the cache (a memory map or a RowReader) -> float (B, 3, H, W) in [0, 1] on
+    `device`."""
     batch = torch.from_numpy(np.ascontiguousarray(images[positions])).to(device, non_blocking=True)
     out = augment.to_float(batch)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
@@ -81,7 +82,10 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     spec = objectives.get_objective(cfg["objective"])
     data = PreparedData(cache_dir)
     pool = data.split("pool")
-    images = data.images  # the only array read: no labels during pretraining
+    # the only array read (no labels during pretraining), with pread rather than the memory
+    # map, so that an epoch does not grow the process by the whole file (data.cache.RowReader),
+    # and a batch ahead, on a background thread (data.cache.Prefetcher)
+    images = Prefetcher(data.reader("images"))
     size = images.shape[1]
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
     device = runtime_setup(config)
@@ -110,7 +114,11 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_resolved(config, out_dir / "config.yaml")
     loop = Loop("pretrain", config, cfg, cfg["seed"], len(pool), out_dir, step_loss)
-    model, history = fit(loop, model, device)
+    loop.prefetch = lambda positions: images.prefetch(pool[positions])
+    try:
+        model, history = fit(loop, model, device)
+    finally:
+        images.close()
     extra = {"objective": cfg["objective"], "pool_size": len(pool), "resolution": size}
     return finish(loop, model, history, out_dir / MODEL_NAME, extra)
 

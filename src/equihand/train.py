@@ -137,6 +137,9 @@ class Loop:
     # optional validation after every epoch -> metrics dict; `select` names the key to minimise
     evaluate: Callable[[nn.Module], dict] | None = None
     select: str | None = None
+    # optional: told the sample positions of the next micro-batch just before the current one's
+    # step_loss runs, so that its data can be read in the background (it must not draw randoms)
+    prefetch: Callable[[np.ndarray], None] | None = None
 
 
 def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, History]:
@@ -201,18 +204,34 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
     stop = {"requested": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     amp = loop.config["train"]["amp"]
+    orders: dict[int, np.ndarray] = {}
+
+    def batch_positions(step: int, micro: int) -> np.ndarray:
+        """Sorted sample positions of micro-batch `micro` of optimiser step `step`."""
+        epoch, within = divmod(step, steps_per_epoch)
+        if epoch not in orders:  # positions are asked for in order: drop earlier epochs
+            for done in [e for e in orders if e < epoch]:
+                del orders[done]
+            orders[epoch] = epoch_order(loop.seed, epoch, loop.n_items)
+        first = (within * cfg["accumulate"] + micro) * cfg["batch_size"]
+        return np.sort(orders[epoch][first : first + cfg["batch_size"]])
+
     bar = progress.bar(total=total, initial=start, desc=loop.kind, unit="step")
     try:
         model.train()
         for step in range(start, total):
             epoch, within = divmod(step, steps_per_epoch)
-            order = epoch_order(loop.seed, epoch, loop.n_items)
             torch.manual_seed(step_seed(loop.seed, step))
             tic = time.perf_counter()
             step_loss, step_images = 0.0, 0
             for micro in range(cfg["accumulate"]):
-                first = (within * cfg["accumulate"] + micro) * cfg["batch_size"]
-                positions = np.sort(order[first : first + cfg["batch_size"]])
+                positions = batch_positions(step, micro)
+                if loop.prefetch is not None:
+                    following = (
+                        (step, micro + 1) if micro + 1 < cfg["accumulate"] else (step + 1, 0)
+                    )
+                    if following[0] < total:
+                        loop.prefetch(batch_positions(*following))
                 with autocast(device, amp):
                     loss, n_images = loop.step_loss(model, positions)
                 if not torch.isfinite(loss):

@@ -1,0 +1,142 @@
+"""The benchmark suite (bench/run.py) runs end to end in --quick mode and writes sane CSVs.
+
+No timing is asserted here: targets live in the suite's output (bench/README.md) only.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from equihand import metrics as m
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+EXPECTED = {
+    "throughput": {"backbone", "resolution", "model_images_per_s", "pipeline_images_per_s",
+                   "ratio", "gather_s", "two_views_s", "load_1min", "threads", "date_utc"},
+    "baseline": {"backbone", "resolution", "baseline_images_per_s", "pipeline_images_per_s",
+                 "speedup", "workers", "load_1min"},
+    "scaling": {"images", "epoch_s", "peak_rss_mb", "time_per_image_vs_smallest",
+                "rss_vs_smallest_mb", "load_1min"},
+    "metrics": {"method", "seconds_for_n", "speedup_vs_loop"},
+    "study": {"study", "wall_s", "source"},
+}  # fmt: skip
+POSITIVE = {
+    "throughput": ["model_images_per_s", "pipeline_images_per_s", "ratio"],
+    "baseline": ["baseline_images_per_s", "pipeline_images_per_s", "speedup"],
+    "scaling": ["epoch_s", "peak_rss_mb", "time_per_image_vs_smallest"],
+    "metrics": ["seconds_for_n", "speedup_vs_loop"],
+}
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_dataset, cache, tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--threads", "1", "--device", "cpu",
+         "--cache", str(cache), "--source", str(tiny_dataset), "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_quick_suite_writes_every_table(quick_run):
+    out, stdout = quick_run
+    for name, columns in EXPECTED.items():
+        rows = _read(out / f"{name}.csv")
+        assert rows, name
+        assert columns <= set(rows[0]), (name, columns - set(rows[0]))
+        assert f"## {name}" in stdout
+        for row in rows:
+            for key in POSITIVE.get(name, []):
+                value = float(row[key])
+                assert math.isfinite(value) and value > 0, (name, key, row[key])
+    throughput = _read(out / "throughput.csv")
+    assert {(r["backbone"], r["resolution"]) for r in throughput} == {
+        ("resnet18", "32"),
+        ("resnet18", "64"),
+    }
+    assert [int(r["images"]) for r in _read(out / "scaling.csv")] == [32, 64]
+
+
+def test_vectorised_metrics_agree_with_the_loop():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import metrics_speed
+    finally:
+        sys.path.remove(str(BENCH))
+    pred, gt = metrics_speed.realistic_samples(300, seed=1)
+    ref = m.per_sample_loop_reference(pred, gt)
+    np.testing.assert_allclose(m.keypoint_errors(pred, gt), ref["errors"], rtol=0, atol=1e-12)
+    aligned = m.procrustes_align(pred, gt)
+    np.testing.assert_allclose(m.keypoint_errors(aligned, gt), ref["pa_errors"], atol=1e-9)
+    epe, pa_epe = metrics_speed.vectorised_epe(pred, gt)
+    assert epe == pytest.approx(ref["epe"], abs=1e-12)
+    assert pa_epe == pytest.approx(ref["pa_epe"], abs=1e-9)
+    rows, check = metrics_speed.run(400, 100, 1, 0)
+    assert check["max_abs_diff_pa_m"] < 1e-9
+    assert all(r["speedup_vs_loop"] > 0 for r in rows)
+
+
+# --- the data-path optimisations the suite measures (equihand.data.cache, train.fit) --------
+
+
+def test_row_reader_and_prefetcher_return_the_memory_mapped_rows(cache):
+    from equihand.data.cache import Prefetcher, PreparedData
+
+    data = PreparedData(cache)
+    reader = data.reader("images")
+    rng = np.random.default_rng(0)
+    for rows in [np.array([0]), np.arange(5, 17), np.array([3, 3, 1, -1])]:
+        np.testing.assert_array_equal(reader[rows], data.images[rows])
+    for _ in range(20):
+        rows = np.sort(rng.choice(len(reader), rng.integers(1, 30), replace=False))
+        got = reader[rows]
+        assert got.flags.c_contiguous and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, data.images[rows])
+    assert reader[np.zeros(0, np.int64)].shape == (0, *data.images.shape[1:])
+    with pytest.raises(IndexError):
+        reader[np.array([len(reader)])]
+    prefetcher = Prefetcher(reader)
+    try:
+        prefetcher.prefetch(np.arange(4))
+        np.testing.assert_array_equal(prefetcher[np.arange(4)], data.images[:4])  # the read
+        prefetcher.prefetch(np.arange(4))
+        np.testing.assert_array_equal(prefetcher[np.arange(2, 6)], data.images[2:6])  # a miss
+    finally:
+        prefetcher.close()
+
+
+def test_fit_announces_each_next_micro_batch(tmp_path):
+    import torch
+
+    from equihand.config import load_config
+    from equihand.train import Loop, fit
+
+    config = load_config(None, ["progress=never", "device=cpu", "pretrain.epochs=3",
+                                "pretrain.batch_size=4", "pretrain.accumulate=2"])  # fmt: skip
+    used, announced = [], []
+
+    def step_loss(model, positions):
+        used.append(positions.tolist())
+        return model(torch.ones(1, 1)).square().sum(), len(positions)
+
+    loop = Loop("pretrain", config, config["pretrain"], 0, 19, tmp_path, step_loss)
+    loop.prefetch = lambda positions: announced.append(positions.tolist())
+    fit(loop, torch.nn.Linear(1, 1), torch.device("cpu"))
+    assert len(used) == 3 * 2 * 2  # 3 epochs x 2 steps (19 // 8) x 2 micro-batches
+    assert announced == used[1:]  # every micro-batch but the first was announced before it ran
