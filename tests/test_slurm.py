@@ -93,7 +93,14 @@ def write_cluster_config(folder: Path) -> Path:
 
 def job_rule(job: dict) -> str:
     """The rule of a job the Snakemake SLURM executor submitted (it goes in --comment)."""
-    return re.match(r"rule_([a-z]+)", job["Comment"]).group(1)
+    return re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1)
+
+
+def test_job_rule_reads_rule_names_with_underscores():
+    assert job_rule({"Comment": "rule_probe_data"}) == "probe_data"
+    assert job_rule({"Comment": "rule_part_aware"}) == "part_aware"
+    comment = "rule_probe_wildcards_encoder=random_backbone=resnet18_seed=0"
+    assert job_rule({"Comment": comment}) == "probe"
 
 
 def job_stats(log: str) -> dict[str, int]:
