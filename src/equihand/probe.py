@@ -28,12 +28,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from equihand import augment, probe_data
+from equihand import probe_data
 from equihand.checkpoint import load_checkpoint
 from equihand.config import write_resolved
 from equihand.errors import UserError
 from equihand.io import atomic_path
 from equihand.models import Encoder, ProjectionHead, load_backbone_state
+from equihand.pretrain import load_images
 from equihand.train import place, runtime_setup
 
 COLUMNS = (
@@ -89,11 +90,8 @@ def extract(model: FrozenEncoder, images: np.ndarray, batch_size: int, device, c
     out: dict[str, list[np.ndarray]] = {}
     model = place(model, device, config)
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        batch = augment.to_float(batch.to(device))
-        if config["train"]["channels_last"]:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        feats = model(batch)
+        rows = slice(start, start + batch_size)
+        feats = model(load_images(images, rows, device, config["train"]["channels_last"]))
         for name, f in feats.items():
             out.setdefault(name, []).append(f.float().cpu().numpy())
     return {name: np.concatenate(parts) for name, parts in out.items()}

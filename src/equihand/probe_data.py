@@ -36,6 +36,7 @@ from PIL import Image
 from equihand.config import write_resolved
 from equihand.data.cache import PreparedData
 from equihand.data.layout import FINGERS, SPLITS, image_path
+from equihand.data.prepare import load_rgb
 from equihand.errors import DataError, UserError
 from equihand.io import atomic_dir, atomic_write_json
 from equihand.progress import bar
@@ -182,20 +183,7 @@ def build(cache_dir: Path, raw_dir: Path, config: dict) -> tuple[dict, dict]:
         split = SPLITS[int(source[i])]
         size = tuple(data.meta["original_size"][split])
         path = image_path(raw_dir, split, int(index[i]))
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except FileNotFoundError:
-            raise DataError(
-                f"{path}: missing (the probe crops parts from the raw images)"
-            ) from None
-        except OSError as e:
-            raise DataError(f"{path}: not a decodable image ({e})") from e
-        if image.size != size:
-            raise DataError(
-                f"{path}: expected {size[0]}x{size[1]} (the cache's original size), "
-                f"got {image.size[0]}x{image.size[1]}; was the cache built from {raw_dir}?"
-            )
+        image = load_rgb(path, size, f"(the size the cache {cache_dir} recorded)")
         uv = full_size_uv(uv_cache[i], res, size)
         for task in PART_TASKS:
             joints = TASKS[task][1]

@@ -282,24 +282,28 @@ def image_size(path: Path) -> tuple[int, int]:
     return w, h
 
 
-def decode_image(path: Path, size: tuple[int, int], resolution: int) -> np.ndarray:
-    """Decode one RGB image of `size` (w, h) and resize it to (resolution, resolution, 3) uint8."""
+def load_rgb(path: Path, size: tuple[int, int], size_source: str = "like the split's first image"):
+    """Open one RGB image that must be `size` (w, h); a PIL image, or a DataError naming `path`."""
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode != "RGB":
-                raise DataError(f"{path}: expected an RGB image, got mode {im.mode}")
-            if im.size != tuple(size):
-                raise DataError(
-                    f"{path}: expected {size[0]}x{size[1]} like the split's first image, "
-                    f"got {im.size[0]}x{im.size[1]}"
-                )
-            im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: missing") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not a decodable image ({e})") from e
+    if im.mode != "RGB":
+        raise DataError(f"{path}: expected an RGB image, got mode {im.mode}")
+    if im.size != tuple(size):
+        raise DataError(
+            f"{path}: expected {size[0]}x{size[1]} {size_source}, got {im.size[0]}x{im.size[1]}"
+        )
+    return im
+
+
+def decode_image(path: Path, size: tuple[int, int], resolution: int) -> np.ndarray:
+    """Decode one RGB image of `size` (w, h) and resize it to (resolution, resolution, 3) uint8."""
+    im = load_rgb(path, size).resize((resolution, resolution), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def decode_parts(path: Path, size: tuple[int, int], resolution: int, n_parts: int) -> np.ndarray:
