@@ -260,6 +260,92 @@ def test_photometric_is_per_sample_and_reproducible():
     assert ratio.std() > 0.05
 
 
+def kornia_jitter(images, cfg, generator):
+    """The colour jitter written directly with kornia's functionals on the whole batch (how
+    augment.photometric did it before it worked in place on the firing samples only)."""
+    b = images.shape[0]
+    fire = torch.rand(b, generator=generator) < cfg.jitter_p
+    x = images.clamp(0, 1)
+    steps = (
+        (cfg.brightness, kornia.enhance.adjust_brightness_accumulative),
+        (cfg.contrast, kornia.enhance.adjust_contrast_with_mean_subtraction),
+        (cfg.saturation, kornia.enhance.adjust_saturation_with_gray_subtraction),
+    )
+    for width, fn in steps:
+        if width > 0:
+            x = fn(x, max(0.0, 1 - width) + 2 * width * torch.rand(b, generator=generator))
+    if cfg.hue > 0:
+        turn = -cfg.hue + 2 * cfg.hue * torch.rand(b, generator=generator)
+        r, g, bl = x.unbind(-3)
+        mx, mn = x.amax(-3), x.amin(-3)
+        chroma = mx - mn
+        safe = chroma.clamp_min(torch.finfo(x.dtype).tiny)
+        hue = torch.where(
+            mx == r,
+            torch.remainder((g - bl) / safe, 6),
+            torch.where(mx == g, (bl - r) / safe + 2, (r - g) / safe + 4),
+        )
+        hue = hue + 6 * turn[:, None, None]
+        n = torch.tensor([5.0, 3.0, 1.0])[:, None, None]
+        k = torch.remainder(n + hue[:, None], 6)
+        x = mx[:, None] - chroma[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
+    return torch.where(fire[:, None, None, None], x, images).clamp(0, 1)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_colour_jitter_is_kornias_bit_for_bit(threads):
+    """In place, on the firing rows only, and still kornia's numbers exactly: at sizes where
+    ATen sums a row's contrast mean in parallel (>= 32768 pixels), for a lone firing row,
+    every layout and every subset of the jitter."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        configs = [
+            AugmentConfig(**{**NO_COLOUR, "jitter_p": p, **kw})
+            for p in (0.8, 1.0, 0.05)
+            for kw in (
+                {},
+                dict(hue=0.5),
+                dict(contrast=0.0, saturation=0.0),
+                dict(brightness=0.0, hue=0.0),
+            )
+        ]
+        for n, size in [(16, 24), (3, 192), (2, 192), (1, 192), (5, 33)]:
+            images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(n))
+            images[0, :, :3, :3] = 0.5  # grey: no hue
+            images[-1, 0, -3:] = images[-1, 1, -3:]  # channel ties
+            for channels_last in (False, True):
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                for i, cfg in enumerate(configs):
+                    ours = augment.photometric(images, cfg, torch.Generator().manual_seed(i))
+                    ref = kornia_jitter(images, cfg, torch.Generator().manual_seed(i))
+                    assert torch.equal(ours, ref), (n, size, channels_last, cfg)
+                    layout = torch.channels_last if channels_last else torch.contiguous_format
+                    assert ours.is_contiguous(memory_format=layout)
+        # a lone firing row of a 224 px batch: its mean must be summed as the batch sums it
+        images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        cfg = AugmentConfig(**{**NO_COLOUR, "jitter_p": 0.5})
+        lone = 0
+        for seed in range(16):
+            fired = torch.rand(2, generator=torch.Generator().manual_seed(seed)) < 0.5
+            lone += int(fired.sum() == 1)
+            ours = augment.photometric(images, cfg, torch.Generator().manual_seed(seed))
+            ref = kornia_jitter(images, cfg, torch.Generator().manual_seed(seed))
+            assert torch.equal(ours, ref)
+        assert lone >= 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_photometric_leaves_its_input_alone():
+    images = colourful(8, 40)
+    kept = images.clone()
+    augment.photometric(images, AugmentConfig(jitter_p=1.0, blur_p=1.0, grayscale_p=0.5))
+    augment.shift_hue(images, torch.full((8,), 0.2))
+    assert torch.equal(images, kept)
+
+
 def test_shift_hue_matches_hsv_round_trip():
     images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     images[0, :, :2] = 0.5  # grey pixels (no hue)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from equihand import progress
+from equihand.allocator import keep_freed_memory
 from equihand.checkpoint import load_checkpoint, save_checkpoint
 from equihand.errors import UserError
 from equihand.io import atomic_write_text
@@ -65,9 +66,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def runtime_setup(config: dict) -> torch.device:
-    """Apply `train.threads` and return the device of `config["device"]`."""
+    """Apply `train.threads` and `train.malloc_keep_mb`; return the device of `config["device"]`."""
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
+    keep_freed_memory(config["train"]["malloc_keep_mb"])
     return resolve_device(config["device"])
 
 
