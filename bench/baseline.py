@@ -1,15 +1,20 @@
 """The equihand pipeline against the loader a user would otherwise write.
 
-    python bench/baseline.py [--backbone resnet18] [--resolution 32] [--batch 128] [--steps 4]
+    python bench/baseline.py [--cases resnet18:32:128 ...] [--steps 4] [--rounds 3]
 
 The common baseline: a torch DataLoader with one worker process per core, each reading the
 dataset's JPEG files (`--source`, FreiHAND layout), decoding them (torchvision.io), resizing
 them once to the training resolution and making two views per sample with torchvision v2
 transforms (RandomAffine with the config's rotation/translation/scale ranges, ColorJitter with
 probability `jitter_p`, ToDtype), collated into batches; then the same contrastive model's
-forward/backward + optimiser step (the invariant objective: the baseline keeps no geometry).
-Timed per step after one warm-up batch (which includes starting the workers). The equihand
-pipeline's figure is the `pipeline` of bench/train_throughput.py for the same case. Writes
+forward/backward + optimiser step (the invariant objective: the baseline keeps no geometry),
+in a process with malloc's default settings, as a user's script has them. The same process then
+times the model alone on pre-made tensors (`model_default`): the best the baseline could do.
+
+Each round runs two fresh processes one after the other, per case: this baseline, then
+bench/train_throughput.py (the equihand pipeline and the model alone under `equihand
+pretrain`'s runtime setup). The speed-up is the pipeline's images/s over the baseline's of the
+same round; the table gives its median over the rounds and its range. Writes
 results/bench/baseline.csv.
 """
 
@@ -19,13 +24,16 @@ import argparse
 import csv
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torchvision
 import train_throughput
-from common import RESULTS, environment, markdown, set_threads, write_csv
+from common import RESULTS, environment, markdown, set_threads, sync, write_csv
 from fixtures import jpeg_files
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -99,21 +107,35 @@ def measure(
 
     it = batches()
 
-    def step() -> float:
-        tic = time.perf_counter()
-        v1, v2_ = next(it)
-        views = torch.cat([v1, v2_]).to(dev, non_blocking=True)
-        views = views.contiguous(memory_format=torch.channels_last)
+    def update(views) -> None:
         z1, z2 = model(views).float().chunk(2)
         loss = loss_fn(z1, z2, None, None, temperature=TEMPERATURE, image_size=resolution)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
+
+    def step() -> float:
+        tic = time.perf_counter()
+        v1, v2_ = next(it)
+        views = torch.cat([v1, v2_]).to(dev, non_blocking=True)
+        update(views.contiguous(memory_format=torch.channels_last))
+        sync(dev)
+        return time.perf_counter() - tic
+
+    made = torch.rand(2 * batch, 3, resolution, resolution, device=dev)
+    made = made.contiguous(memory_format=torch.channels_last)
+
+    def model_only() -> float:
+        tic = time.perf_counter()
+        update(made)
+        sync(dev)
         return time.perf_counter() - tic
 
     step()  # warm-up: starts the workers
     seconds = statistics.median(step() for _ in range(steps))
+    model_only()  # the workers' queue is full now: they are idle while the model runs alone
+    model_s = statistics.median(model_only() for _ in range(steps))
     return {
         "backbone": backbone,
         "resolution": resolution,
@@ -121,7 +143,38 @@ def measure(
         "workers": workers,
         "baseline_s_per_step": round(seconds, 4),
         "baseline_images_per_s": round(2 * batch / seconds, 1),
+        "model_default_images_per_s": round(2 * batch / model_s, 1),
     }
+
+
+def baseline_rows(
+    cases: list[tuple[str, int, int]],
+    source: Path,
+    steps: int,
+    threads: int,
+    device: str = "auto",
+    n_files: int = 2048,
+) -> list[dict]:
+    """The baseline of each case, measured in this process (malloc's defaults)."""
+    set_threads(threads)
+    files = jpeg_files(source, n_files)
+    workers = os.cpu_count() or 1
+    return [measure(files, *case, steps, workers, device) for case in cases]
+
+
+def _in_fresh_process(script: str, cases, args: list[str]) -> dict:
+    """Run bench/`script` on `cases` in a new Python process; its CSV rows by case."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.csv"
+        spec = [f"{b}:{r}:{n}" for b, r, n in cases]
+        command = [sys.executable, str(Path(__file__).with_name(script)), "--cases", *spec]
+        done = subprocess.run(
+            [*command, *args, "--csv", str(out)], check=True, stdout=subprocess.PIPE, text=True
+        )
+        print("".join(f"  {line}\n" for line in done.stdout.splitlines() if line.startswith("  ")))
+        with open(out, newline="") as f:
+            rows = list(csv.DictReader(f))
+    return {(r["backbone"], int(r["resolution"]), int(r["batch_per_view"])): r for r in rows}
 
 
 def run(
@@ -131,32 +184,49 @@ def run(
     steps: int,
     threads: int,
     device: str = "auto",
-    pipeline: list[dict] | None = None,
-    n_files: int = 2048,
+    rounds: int = 3,
 ) -> list[dict]:
-    """One row per case: baseline and pipeline images/s and the pipeline's speed-up.
-
-    `pipeline`: rows of train_throughput.run for the same cases (measured here when missing)."""
+    """One row per case: the baseline's and the pipeline's images/s over `rounds` rounds of a
+    fresh baseline process then a fresh pipeline process, and the pipeline's speed-up."""
     threads = set_threads(threads)
-    workers = os.cpu_count() or 1
-    known = {(r["backbone"], r["resolution"], r["batch_per_view"]): r for r in pipeline or []}
-    missing = [c for c in cases if c not in known]
-    if missing:
-        for r in train_throughput.run(missing, cache, source, steps, threads, device):
-            known[(r["backbone"], r["resolution"], r["batch_per_view"])] = r
-    files = jpeg_files(source, n_files)
+    common = ["--steps", str(steps), "--threads", str(threads), "--device", device]
+    measured: dict[tuple, list[tuple[dict, dict]]] = {case: [] for case in cases}
+    for r in range(rounds):
+        print(f"  round {r + 1} of {rounds}", flush=True)
+        theirs = _in_fresh_process(
+            "baseline.py", cases, [*common, "--baseline-only", "--source", str(source)]
+        )
+        ours = _in_fresh_process(
+            "train_throughput.py", cases, [*common, "--cache", str(cache), "--source", str(source)]
+        )
+        for case in cases:
+            measured[case].append((theirs[case], ours[case]))
     out = []
-    for case in cases:
-        backbone, resolution, batch = case
-        row = measure(files, backbone, resolution, batch, steps, workers, device)
-        ours = known[case]["pipeline_images_per_s"]
-        row |= {
-            "pipeline_images_per_s": ours,
-            "speedup": round(ours / row["baseline_images_per_s"], 3),
+    for case, pairs in measured.items():
+        base = [float(b["baseline_images_per_s"]) for b, _ in pairs]
+        pipe = [float(p["pipeline_images_per_s"]) for _, p in pairs]
+        speedups = [p / b for p, b in zip(pipe, base, strict=True)]
+        model_default = statistics.median(float(b["model_default_images_per_s"]) for b, _ in pairs)
+        model = statistics.median(float(p["model_images_per_s"]) for _, p in pairs)
+        row = {
+            "backbone": case[0],
+            "resolution": case[1],
+            "batch_per_view": case[2],
+            "workers": pairs[0][0]["workers"],
+            "baseline_images_per_s": round(statistics.median(base), 2),
+            "pipeline_images_per_s": round(statistics.median(pipe), 2),
+            "speedup": round(statistics.median(speedups), 3),
+            "speedup_min": round(min(speedups), 3),
+            "speedup_max": round(max(speedups), 3),
+            "model_default_images_per_s": round(model_default, 2),
+            "baseline_vs_model_default": round(statistics.median(base) / model_default, 3),
+            "model_images_per_s": round(model, 2),
+            "pipeline_vs_model": round(statistics.median(pipe) / model, 3),
+            "rounds": rounds,
             "steps": steps,
             **environment(threads),
         }
-        print(f"  {backbone} {resolution} px: speed-up {row['speedup']}", flush=True)
+        print(f"  {case[0]} {case[1]} px: speed-up {row['speedup']}", flush=True)
         out.append(row)
     return out
 
@@ -165,32 +235,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("results/prepared/synth"))
     parser.add_argument("--source", type=Path, default=Path("data/synth"))
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=128, help="images per view")
+    parser.add_argument(
+        "--cases", nargs="+", default=["resnet18:32:128"], help="backbone:resolution:batch ..."
+    )
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0 = every core")
     parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--pipeline-csv", type=Path, help="take the pipeline's figures from this throughput CSV"
-    )
-    parser.add_argument("--cases", nargs="+", help="several cases as backbone:resolution:batch")
     parser.add_argument("--csv", type=Path, default=RESULTS / "baseline.csv")
+    parser.add_argument(
+        "--baseline-only",
+        action="store_true",
+        help="only the baseline, in this process (what each round runs)",
+    )
     args = parser.parse_args(argv)
-    cases = [(args.backbone, args.resolution, args.batch)]
-    if args.cases:
-        cases = [(b, int(r), int(n)) for b, r, n in (c.split(":") for c in args.cases)]
-    pipeline = None
-    if args.pipeline_csv:
-        with open(args.pipeline_csv, newline="") as f:
-            pipeline = [
-                {**r, "resolution": int(r["resolution"]),
-                 "batch_per_view": int(r["batch_per_view"]),
-                 "pipeline_images_per_s": float(r["pipeline_images_per_s"])}
-                for r in csv.DictReader(f)
-            ]  # fmt: skip
-    rows = run(cases, args.cache, args.source, args.steps, args.threads, args.device, pipeline)
-    print(markdown(rows))
+    cases = train_throughput.parse_cases(args.cases)
+    if args.baseline_only:
+        rows = baseline_rows(cases, args.source, args.steps, args.threads, args.device)
+    else:
+        rows = run(
+            cases, args.cache, args.source, args.steps, args.threads, args.device, args.rounds
+        )
+        print(markdown(rows))
     print(f"wrote {write_csv(args.csv, rows)}")
 
 

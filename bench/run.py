@@ -8,7 +8,7 @@ Sections (see bench/README.md):
               fwd/bwd -> step) against the same model on pre-made tensors, ResNet-18/50 at the
               default cache resolution and at FreiHAND's 224 px          (train_throughput.py)
   baseline    the same pipeline against per-sample torchvision v2 transforms in DataLoader
-              workers reading JPEG files                                         (baseline.py)
+              workers reading JPEG files, rounds of fresh processes              (baseline.py)
   scaling     one pretraining epoch's time and peak RSS on 1k / 10k / 100k-image caches
                                                                                    (scaling.py)
   metrics     EPE/PA-EPE for 100k samples: vectorised against a per-sample loop
@@ -47,6 +47,7 @@ FULL = {
         ("resnet50", 224, 16),
     ],
     "steps": 6,
+    "rounds": 3,
     "scaling_sizes": [1000, 10_000, 100_000],
     "scaling_batch": 0,  # the config's
     "metrics_n": 100_000,
@@ -55,6 +56,7 @@ FULL = {
 QUICK = {
     "cases": [("resnet18", 32, 8), ("resnet18", 64, 4)],
     "steps": 1,
+    "rounds": 1,
     "scaling_sizes": [32, 64],
     "scaling_batch": 8,
     "metrics_n": 2000,
@@ -64,11 +66,12 @@ QUICK = {
 COLUMNS = {
     "throughput": [
         "backbone", "resolution", "batch_per_view", "model_images_per_s",
-        "pipeline_images_per_s", "ratio", "mmap_ratio", "gather_s", "two_views_s", "load_1min",
+        "pipeline_images_per_s", "ratio", "gather_s", "two_views_s", "load_1min",
     ],
     "baseline": [
         "backbone", "resolution", "batch_per_view", "workers", "baseline_images_per_s",
-        "pipeline_images_per_s", "speedup", "load_1min",
+        "pipeline_images_per_s", "speedup", "speedup_min", "speedup_max",
+        "baseline_vs_model_default", "pipeline_vs_model", "load_1min",
     ],
     "scaling": [
         "images", "epoch_s", "images_per_s", "time_per_image_vs_smallest", "peak_rss_mb",
@@ -99,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or plan["steps"]
     sections = args.only or list(SECTIONS)
     print(f"equihand bench: {', '.join(sections)}; load average {load_average():.2f}")
-    pipeline_rows: list[dict] = []
     for name in sections:
         tic = time.perf_counter()
         print(f"\n## {name}", flush=True)
@@ -107,11 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = train_throughput.run(
                 plan["cases"], args.cache, args.source, steps, args.threads, args.device
             )
-            pipeline_rows = rows
         elif name == "baseline":
             rows = baseline.run(
                 plan["cases"], args.cache, args.source, steps, args.threads, args.device,
-                pipeline=pipeline_rows,
+                rounds=plan["rounds"],
             )  # fmt: skip
         elif name == "scaling":
             rows = scaling.run(

@@ -1,7 +1,8 @@
 """Training throughput: the full pretraining step against the model's own forward/backward.
 
     python bench/train_throughput.py [--cache results/prepared/synth] [--source data/synth]
-        [--backbone resnet18] [--resolution 32] [--batch 128] [--steps 4] [--threads 0]
+        [--backbone resnet18] [--resolution 32] [--batch 128] [--cases B:R:N ...] [--steps 4]
+        [--threads 0]
 
 For one backbone and resolution, alternately times (median of `--steps` after a warm-up each):
 - model: the contrastive model's forward/backward + optimiser step on pre-made random views on
@@ -10,10 +11,10 @@ For one backbone and resolution, alternately times (median of `--steps` after a 
   step, with what `equihand pretrain` uses (rows read with `data.cache.RowReader`, the next
   batch's read ahead on a background thread by `data.cache.Prefetcher`, then
   `pretrain.load_images` and `pretrain.contrastive_loss`);
-- pipeline (mmap): the same with the data path before the benchmark work (rows gathered from
-  the memory map inside the step, nothing read ahead): the "before" of bench/README.md;
 - and, apart, the pipeline's data part: the uint8 gather + float conversion, and the two views.
-Images/s counts every image the network sees (a contrastive pair is two). At the cache's own
+Both run under `equihand pretrain`'s runtime setup (train.runtime_setup: threads and
+`train.malloc_keep_mb`, which keeps freed blocks in the process). Images/s counts every image
+the network sees (a contrastive pair is two). At the cache's own
 resolution the rows come from `--cache`; at another one from `--source`'s JPEGs decoded into a
 temporary cache. Prints a Markdown table and writes results/bench/train_throughput.csv.
 """
@@ -37,7 +38,7 @@ from equihand.data.cache import Prefetcher, PreparedData, RowReader
 from equihand.models import build_contrastive_model
 from equihand.optim import build_optimizer
 from equihand.pretrain import contrastive_loss, load_images
-from equihand.train import resolve_device
+from equihand.train import runtime_setup
 
 OBJECTIVE = "equivariant"
 TEMPERATURE = 0.5
@@ -59,7 +60,7 @@ def measure(
 ) -> dict:
     """One row: model-only and pipeline images/s, their ratio and the data part's seconds."""
     config = load_config(None, [f"model.backbone={backbone}", f"device={device}"])
-    dev = resolve_device(config["device"])
+    dev = runtime_setup(config)
     size = images.shape[1]
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
     loss_fn = objectives.get_objective(OBJECTIVE).loss
@@ -95,10 +96,6 @@ def measure(
         batch_images = load_images(reader, current, dev, True)
         update(contrastive_loss(model, batch_images, aug_cfg, loss_fn, TEMPERATURE))
 
-    def pipeline_mmap():
-        batch_images = load_images(images, rows(), dev, True)
-        update(contrastive_loss(model, batch_images, aug_cfg, loss_fn, TEMPERATURE))
-
     def data_only():
         return load_images(images, rows(), dev, True)
 
@@ -113,19 +110,17 @@ def measure(
         sync(dev)
         return time.perf_counter() - tic
 
-    model_only(), pipeline(), pipeline_mmap()  # warm-up
-    t_model, t_pipe, t_mmap = [], [], []
-    for _ in range(steps):  # alternate, so that load drift hits all alike
+    model_only(), pipeline()  # warm-up
+    t_model, t_pipe = [], []
+    for _ in range(steps):  # alternate, so that load drift hits both alike
         t_model.append(seconds(model_only))
         t_pipe.append(seconds(pipeline))
-        t_mmap.append(seconds(pipeline_mmap))
     reader.close()
     t_data = statistics.median(seconds(data_only) for _ in range(max(3, steps)))
     sample = data_only()
     t_aug = statistics.median(seconds(two_views, sample) for _ in range(max(3, steps)))
     n_images = 2 * batch
     model_s, pipe_s = statistics.median(t_model), statistics.median(t_pipe)
-    mmap_s = statistics.median(t_mmap)
     return {
         "backbone": backbone,
         "resolution": size,
@@ -136,12 +131,15 @@ def measure(
         "model_images_per_s": round(n_images / model_s, 1),
         "pipeline_images_per_s": round(n_images / pipe_s, 1),
         "ratio": round(model_s / pipe_s, 3),
-        "mmap_pipeline_images_per_s": round(n_images / mmap_s, 1),
-        "mmap_ratio": round(model_s / mmap_s, 3),
         "gather_s": round(t_data, 4),
         "two_views_s": round(t_aug, 4),
         "steps": steps,
     }
+
+
+def parse_cases(texts: list[str]) -> list[tuple[str, int, int]]:
+    """'resnet18:224:16' -> ("resnet18", 224, 16)."""
+    return [(b, int(r), int(n)) for b, r, n in (t.split(":") for t in texts)]
 
 
 def run(
@@ -177,10 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="0 = every core")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--cases", nargs="+", help="several cases as backbone:resolution:batch")
     parser.add_argument("--csv", type=Path, default=RESULTS / "train_throughput.csv")
     args = parser.parse_args(argv)
     rows = run(
-        [(args.backbone, args.resolution, args.batch)],
+        parse_cases(args.cases) if args.cases else [(args.backbone, args.resolution, args.batch)],
         args.cache,
         args.source,
         args.steps,

@@ -1,4 +1,4 @@
-"""Tests of equihand.allocator: freed blocks stay in the process, so reusing them costs no faults."""
+"""Tests of equihand.allocator: freed blocks stay in the process, so reuse costs no faults."""
 
 from __future__ import annotations
 

@@ -23,7 +23,9 @@ EXPECTED = {
     "throughput": {"backbone", "resolution", "model_images_per_s", "pipeline_images_per_s",
                    "ratio", "gather_s", "two_views_s", "load_1min", "threads", "date_utc"},
     "baseline": {"backbone", "resolution", "baseline_images_per_s", "pipeline_images_per_s",
-                 "speedup", "workers", "load_1min"},
+                 "speedup", "speedup_min", "speedup_max", "rounds", "workers", "load_1min",
+                 "model_default_images_per_s", "baseline_vs_model_default", "model_images_per_s",
+                 "pipeline_vs_model"},
     "scaling": {"images", "epoch_s", "peak_rss_mb", "time_per_image_vs_smallest",
                 "rss_vs_smallest_mb", "load_1min"},
     "metrics": {"method", "seconds_for_n", "speedup_vs_loop"},
@@ -31,7 +33,13 @@ EXPECTED = {
 }  # fmt: skip
 POSITIVE = {
     "throughput": ["model_images_per_s", "pipeline_images_per_s", "ratio"],
-    "baseline": ["baseline_images_per_s", "pipeline_images_per_s", "speedup"],
+    "baseline": [
+        "baseline_images_per_s",
+        "pipeline_images_per_s",
+        "speedup",
+        "model_default_images_per_s",
+        "model_images_per_s",
+    ],
     "scaling": ["epoch_s", "peak_rss_mb", "time_per_image_vs_smallest"],
     "metrics": ["seconds_for_n", "speedup_vs_loop"],
 }
@@ -71,6 +79,10 @@ def test_quick_suite_writes_every_table(quick_run):
         ("resnet18", "64"),
     }
     assert [int(r["images"]) for r in _read(out / "scaling.csv")] == [32, 64]
+    for row in _read(out / "baseline.csv"):  # one round in quick mode: median = min = max
+        assert float(row["speedup_min"]) == float(row["speedup"]) == float(row["speedup_max"])
+        ratio = float(row["pipeline_images_per_s"]) / float(row["baseline_images_per_s"])
+        assert float(row["speedup"]) == pytest.approx(ratio, abs=2e-3)
 
 
 def test_vectorised_metrics_agree_with_the_loop():
