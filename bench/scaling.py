@@ -5,9 +5,12 @@
 Builds prepared caches of each size by repeating the images of a real cache (same layout and
 resolution; every row in the pool), then runs one epoch of `equihand pretrain` (the real
 `pretrain()` function: equivariant objective, the default config's batch size) in a fresh
-subprocess per size, which reports its wall time and its peak resident memory
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which counts the pages of a memory-mapped file
-that the process has touched). Writes results/bench/scaling.csv.
+subprocess per size, which reports its wall time and its peak resident memory (`VmHWM` of
+/proc/self/status: the high-water mark of the process's own address space since its exec, which
+counts the pages of a memory-mapped file that the process has touched). Not `ru_maxrss`: Linux
+carries the spawning parent's peak into a child started with vfork/fork + exec, so a child of a
+large parent (`run.py` after the 224 px sections) would report the parent's peak. Writes
+results/bench/scaling.csv.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory in MB since it was started (its exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB elsewhere
 
 
 class _MappedRows:

@@ -85,6 +85,23 @@ def test_quick_suite_writes_every_table(quick_run):
         assert float(row["speedup"]) == pytest.approx(ratio, abs=2e-3)
 
 
+def test_scaling_reports_the_childs_own_peak_not_its_parents(cache, tmp_path):
+    """A child started from a process with a large peak RSS reports its own peak: ru_maxrss
+    would carry the parent's into the child across vfork/fork + exec."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import scaling
+    finally:
+        sys.path.remove(str(BENCH))
+    ballast_mb = 3072
+    ballast = np.ones(ballast_mb * 2**20 // 8)  # touched: resident in this process
+    rows = scaling.run([32], cache, threads=1, batch=8)
+    del ballast
+    peak = rows[0]["peak_rss_mb"]
+    assert 100 < peak < ballast_mb, peak  # torch alone is a few hundred MB
+    assert rows[0]["rss_before_training_mb"] <= peak
+
+
 def test_vectorised_metrics_agree_with_the_loop():
     sys.path.insert(0, str(BENCH))
     try:
