@@ -14,7 +14,7 @@ Sections (see bench/README.md):
   metrics     EPE/PA-EPE for 100k samples: vectorised against a per-sample loop
                                                                               (metrics_speed.py)
   study       whole-study wall times: read from Snakemake's logs; `--smoke` runs the smoke
-              study, `--study` the whole default one (~35 min), in a temporary folder
+              study, `--study` the whole default one (~40 min), in a temporary folder
                                                                                 (study_time.py)
 `--quick` runs every section on tiny sizes (seconds; what tests/test_bench.py runs).
 """
