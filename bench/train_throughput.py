@@ -1,8 +1,7 @@
 """Training throughput: the full pretraining step against the model's own forward/backward.
 
     python bench/train_throughput.py [--cache results/prepared/synth] [--source data/synth]
-        [--backbone resnet18] [--resolution 32] [--batch 128] [--cases B:R:N ...] [--steps 4]
-        [--threads 0]
+        [--cases resnet18:32:128 ...] [--steps 4] [--threads 0]
 
 For one backbone and resolution, alternately times (median of `--steps` after a warm-up each):
 - model: the contrastive model's forward/backward + optimiser step on pre-made random views on
@@ -14,9 +13,9 @@ For one backbone and resolution, alternately times (median of `--steps` after a 
 - and, apart, the pipeline's data part: the uint8 gather + float conversion, and the two views.
 Both run under `equihand pretrain`'s runtime setup (train.runtime_setup: threads and
 `train.malloc_keep_mb`, which keeps freed blocks in the process). Images/s counts every image
-the network sees (a contrastive pair is two). At the cache's own
-resolution the rows come from `--cache`; at another one from `--source`'s JPEGs decoded into a
-temporary cache. Prints a Markdown table and writes results/bench/train_throughput.csv.
+the network sees (a contrastive pair is two). At the cache's own resolution the rows come from
+`--cache`; at another one from `--source`'s JPEGs decoded into a temporary cache. Prints a
+Markdown table and writes results/bench/train_throughput.csv.
 """
 
 from __future__ import annotations
@@ -139,7 +138,15 @@ def measure(
 
 def parse_cases(texts: list[str]) -> list[tuple[str, int, int]]:
     """'resnet18:224:16' -> ("resnet18", 224, 16)."""
-    return [(b, int(r), int(n)) for b, r, n in (t.split(":") for t in texts)]
+    cases = []
+    for text in texts:
+        parts = text.split(":")
+        if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+            raise SystemExit(
+                f"--cases: {text!r} is not backbone:resolution:batch (e.g. resnet18:32:128)"
+            )
+        cases.append((parts[0], int(parts[1]), int(parts[2])))
+    return cases
 
 
 def run(
@@ -169,17 +176,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("results/prepared/synth"))
     parser.add_argument("--source", type=Path, default=Path("data/synth"))
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=128, help="images per view")
+    parser.add_argument(
+        "--cases", nargs="+", default=["resnet18:32:128"], help="backbone:resolution:batch ..."
+    )
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="0 = every core")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--cases", nargs="+", help="several cases as backbone:resolution:batch")
     parser.add_argument("--csv", type=Path, default=RESULTS / "train_throughput.csv")
     args = parser.parse_args(argv)
     rows = run(
-        parse_cases(args.cases) if args.cases else [(args.backbone, args.resolution, args.batch)],
+        parse_cases(args.cases),
         args.cache,
         args.source,
         args.steps,

@@ -102,6 +102,16 @@ def test_scaling_reports_the_childs_own_peak_not_its_parents(cache, tmp_path):
     assert rows[0]["rss_before_training_mb"] <= peak
 
 
+@pytest.mark.parametrize("text", ["resnet18:32", "resnet18:32px:128", "resnet18:32:128:1"])
+def test_bench_cases_that_are_not_backbone_resolution_batch_are_refused(text):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "train_throughput.py"), "--cases", text],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"--cases: {text!r} is not backbone:resolution:batch" in done.stderr
+
+
 def test_vectorised_metrics_agree_with_the_loop():
     sys.path.insert(0, str(BENCH))
     try:
