@@ -155,7 +155,9 @@ def probe_sets(cache, tiny_dataset, tmp_path_factory) -> Path:
 
 def test_probe_sets_hold_labelled_crops_split_by_hand(probe_sets, cache):
     arrays, meta = probe_data.load(probe_sets)
-    assert list(meta["tasks"]) == ["gesture", "orientation", "part", "finger"]
+    assert list(meta["tasks"]) == ["gesture", "orientation", "pose2d", "part", "finger"]
+    assert meta["tasks"]["pose2d"]["kind"] == "regression"
+    assert arrays["pose2d"].shape == (len(arrays["object_images"]), 42)
     data = PreparedData(cache)
     hand_id = np.asarray(data.hand_id)
     for task in ("part", "finger"):
@@ -200,13 +202,17 @@ def test_probe_is_deterministic_and_scores_backbone_and_projector(probe_sets, ca
     assert runs[0] == runs[1]
     table = pd.read_csv(tmp_path / "run0" / "probe.csv")
     assert set(table["feature"]) == {"backbone", "projector"}
-    assert set(table["task"]) == {"gesture", "orientation", "part", "finger"}
-    assert table["test_top1"].between(0, 1).all() and table["map"].between(0, 1).all()
+    assert set(table["task"]) == {"gesture", "orientation", "pose2d", "part", "finger"}
+    classified = table[table["task"] != "pose2d"]
+    assert classified["test_top1"].between(0, 1).all() and classified["map"].between(0, 1).all()
+    pose = table[table["task"] == "pose2d"]
+    assert pose["test_r2"].notna().all() and (pose["test_r2"] <= 1).all()
+    assert pose["test_top1"].isna().all() and classified["test_r2"].isna().all()
     arrays, _ = probe_data.load(probe_sets)
     part_test = arrays["part_labels"][arrays["part_split"] == 2]
     majority = table.set_index(["feature", "task"]).loc[("backbone", "part"), "test_majority"]
     assert majority == pytest.approx(np.bincount(part_test).max() / len(part_test), abs=1e-6)
-    assert (table["best_epoch"].between(1, 4)).all()
+    assert (classified["best_epoch"].between(1, 4)).all()
     assert (tmp_path / "run0" / "config.yaml").is_file()
 
 
@@ -238,12 +244,19 @@ def test_probe_rejects_a_missing_checkpoint(probe_sets, tmp_path, capsys):
 
 
 def _run_rows(encoder, seed, values: dict, feature="backbone") -> list[dict]:
+    """Probe rows; a task's value is (top-1, mAP), or the test R^2 for pose2d."""
     rows = []
-    for task, (top1, m) in values.items():
-        level = "object" if task in part_aware.OBJECT_TASKS else "part"
+    for task, value in values.items():
         row = dict.fromkeys(probe.COLUMNS, 0)
         row |= {"encoder": encoder, "backbone": "resnet18", "seed": seed, "feature": feature}
-        row |= {"task": task, "level": level, "n_classes": 5, "test_top1": top1, "map": m}
+        if task in part_aware.REGRESSION_TASKS:
+            row |= {"task": task, "level": "object", "n_classes": 0, "test_r2": value}
+            row |= dict.fromkeys(("test_top1", "val_top1", "map", "class_map"), float("nan"))
+        else:
+            top1, m = value
+            level = "object" if task in part_aware.OBJECT_TASKS else "part"
+            row |= {"task": task, "level": level, "n_classes": 5, "test_top1": top1, "map": m}
+            row |= {"test_r2": float("nan")}
         rows.append(row)
     return rows
 
@@ -252,6 +265,11 @@ def _write_runs(tmp_path, rows) -> Path:
     path = tmp_path / "probe.csv"
     pd.DataFrame(rows, columns=probe.COLUMNS).to_csv(path, index=False)
     return path
+
+
+def claim_texts(table) -> dict[str, str]:
+    """Claim name -> its sentence (claim_sentences gives one per claim, in CLAIMS order)."""
+    return dict(zip(part_aware.CLAIMS, part_aware.claim_sentences(table), strict=True))
 
 
 REP = {"bootstrap_samples": 2000, "confidence": 0.95, "seed": 0}
@@ -275,9 +293,58 @@ def test_claims_are_paired_by_seed_with_a_bootstrap_ci(tmp_path):
     assert table.loc[("ssl_part", "part"), "diff"] == pytest.approx(0.05)
     assert table.loc[("backbone_part", "part"), "diff"] == pytest.approx(0.2)  # mAP .3 vs .1
     assert not (table.index.get_level_values("claim") == "cl_mim_part").any()
-    sentences = part_aware.claim_sentences(table.reset_index())
-    assert "not tested" in sentences[0]  # no random-init encoder among these runs
-    assert "**holds here**" in sentences[1] and "not tested" in sentences[3]
+    sentences = claim_texts(table.reset_index())
+    assert "not tested" in sentences["beats_random"]  # no random-init encoder among these runs
+    assert "not tested" in sentences["pose_beats_random"]
+    assert "**holds here**" in sentences["supervised_object"]
+    assert "not tested" in sentences["cl_mim_part"]
+
+
+def test_pose_claims_compare_with_random_and_equivariant_with_invariant(tmp_path):
+    rows = []
+    for s in range(3):
+        rows += _run_rows("random", s, {"orientation": (0.30, 0.2), "pose2d": 0.10 + s / 100})
+        rows += _run_rows("invariant", s, {"orientation": (0.28, 0.2), "pose2d": 0.12 + s / 100})
+        rows += _run_rows("equivariant", s, {"orientation": (0.40, 0.2), "pose2d": 0.30})
+    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
+    table = part_aware.claims(runs, REP).set_index(["claim", "a", "task"])
+    r2 = table.loc[("pose_beats_random", "equivariant", "pose2d")]
+    assert r2["metric"] == "test_r2" and r2["diff"] == pytest.approx(0.19)
+    assert r2["verdict"] == "supports"
+    assert table.loc[("pose_beats_random", "invariant", "orientation"), "verdict"] == (
+        "contradicts"
+    )
+    eq = table.loc[("equivariant_pose", "equivariant", "pose2d")]
+    assert eq["b"] == "invariant" and eq["diff"] == pytest.approx(0.17)
+    sentences = claim_texts(table.reset_index())
+    assert "**holds here**" in sentences["equivariant_pose"]
+    assert "**holds only in part**" in sentences["pose_beats_random"]
+    assert "pose2d R²" in sentences["equivariant_pose"]
+    md = part_aware.markdown_table(part_aware.display_table(runs))
+    assert "pose2d R²" in md and "0.300 ± 0.000" in md
+
+
+def test_pose2d_targets_keep_shape_and_rotation_but_not_position_or_size():
+    rng = np.random.default_rng(0)
+    uv = rng.normal(size=(1, 21, 2))
+    moved = uv * 3.0 + np.array([5.0, -2.0])
+    t = probe_data.pose2d_targets(np.concatenate([uv, moved]))
+    np.testing.assert_allclose(t[0], t[1], atol=1e-5)
+    assert (t[0].reshape(21, 2) ** 2).sum(axis=1).mean() == pytest.approx(1.0, abs=1e-5)
+    turned = uv[..., ::-1] * np.array([1.0, -1.0])  # a quarter turn
+    assert np.abs(probe_data.pose2d_targets(turned) - t[:1]).max() > 0.1
+
+
+def test_ridge_probe_reads_a_linear_target_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = {s: rng.normal(size=(n, 16)) for s, n in (("train", 400), ("val", 100), ("test", 100))}
+    w = rng.normal(size=(16, 4))
+    linear = {s: v @ w + 0.01 * rng.normal(size=(len(v), 4)) for s, v in x.items()}
+    noise = {s: rng.normal(size=(len(v), 4)) for s, v in x.items()}
+    good = probe.ridge_probe(x, linear, [0.1, 10.0, 1000.0])
+    assert good["test_r2"] > 0.99 and good["alpha"] == 0.1
+    bad = probe.ridge_probe(x, noise, [0.1, 10.0, 1000.0])
+    assert bad["test_r2"] < 0.02 and bad["alpha"] == 1000.0
 
 
 def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
@@ -289,10 +356,8 @@ def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
     row = part_aware.claims(runs, REP).iloc[0]
     assert row["claim"] == "ssl_part" and row["ci_low"] < 0 < row["ci_high"]
     assert row["verdict"] == "within seed noise"
-    assert (
-        "cannot be told from seed noise"
-        in part_aware.claim_sentences(part_aware.claims(runs, REP))[2]
-    )
+    sentences = claim_texts(part_aware.claims(runs, REP))
+    assert "cannot be told from seed noise" in sentences["ssl_part"]
 
 
 def test_part_aware_step_writes_table_claims_figure_and_report_section(tmp_path):

@@ -16,7 +16,7 @@ import torch
 from conftest import TINY, tiny_config
 from torch import nn
 
-from equihand import cli
+from equihand import cli, train
 from equihand.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -318,3 +318,48 @@ def test_fixed_finetuning_steps_and_step_logging(cache, tmp_path, fraction):
     assert [int(r["step"]) for r in rows] == [3, 6, 7]
     assert all(float(r["val_pa_epe_cm"]) > 0 for r in rows)
     assert load_checkpoint(path, kind="finetune")["step"] == 7
+
+
+# --- CPU bf16 autocast ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, native",
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", False),
+        ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", True),  # Arm
+        ("processor\t: 0\nFeatures\t: fp asimd\n", False),
+        ("model name : something bf16-ish\n", False),  # only the flag lists count
+        ("", False),
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
+    assert train.cpu_has_native_bf16(cpuinfo) is native
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_amp_follows_the_config_and_the_cpu(monkeypatch, native):
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "auto"}) is native
+    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "always"}) is True
+    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "never"}) is False
+    assert train.uses_bf16(cpu, {"amp": False, "cpu_amp": "always"}) is False
+    with train.autocast(cpu, {"amp": True, "cpu_amp": "always"}):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with train.autocast(cpu, {"amp": True, "cpu_amp": "never"}):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_bf16_finetuning_is_deterministic_and_differs_from_float32(cache, tmp_path):
+    runs = {}
+    for name, mode in [("a", "always"), ("b", "always"), ("fp32", "never")]:
+        config = tiny_config(f"train.cpu_amp={mode}", "finetune.steps=4", "finetune.batch_size=8")
+        path = finetune(cache, tmp_path / name, config, None)
+        runs[name] = torch.load(path, weights_only=True)["model"]
+    for key, value in runs["a"].items():
+        assert torch.equal(value, runs["b"][key]), key
+    assert any(not torch.equal(v, runs["fp32"][k]) for k, v in runs["a"].items())

@@ -81,7 +81,7 @@ def predict(model, images, rows, labels: Labels, device, config, batch_size):
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         batch = load_images(images, chunk, device, config["train"]["channels_last"])
-        with autocast(device, config["train"]["amp"]):
+        with autocast(device, config["train"]):
             pred = model(batch)
         uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
         idx = torch.from_numpy(chunk)

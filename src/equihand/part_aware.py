@@ -6,7 +6,10 @@ the figure ``<figure>.png`` / ``.pdf``.
 
 The claims of Zhu et al. tested here, each as paired differences over seeds with a percentile
 bootstrap CI (equihand.stats; `report.*` settings), after a sanity check (0: e - random, top-1
-of every task, for every trained encoder e):
+of gesture, part and finger, for every trained encoder e) and the pose-sensitive checks the
+default study needs (P: e - random on orientation top-1 and pose2d R^2, for every trained encoder
+e; E: equivariant - invariant, and equivariant+mim - invariant+mim, on the same two, which tests
+PeCLR's argument that invariance to rotation discards the orientation that equivariance keeps):
 
 1. object level, supervised is best: supervised - e, gesture (and orientation) top-1, for every
    other encoder e;
@@ -49,7 +52,19 @@ ENCODER_ORDER = [
 ]
 SELF_SUPERVISED = ["invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
 OBJECT_TASKS, PART_TASKS = ("gesture", "orientation"), ("part", "finger")
+REGRESSION_TASKS = ("pose2d",)  # ridge regression, scored by test R^2 (equihand.probe)
+# the pose-sensitive frozen checks: (task, metric)
+POSE_CHECKS = (("orientation", "test_top1"), ("pose2d", "test_r2"))
+EQUIVARIANT_PAIRS = (("equivariant", "invariant"), ("equivariant+mim", "invariant+mim"))
 CLAIMS = {
+    "pose_beats_random": (
+        "every trained encoder holds more hand pose than an untrained one (orientation top-1, "
+        "2D pose R^2)"
+    ),
+    "equivariant_pose": (
+        "equivariant pretraining keeps more pose than invariant pretraining (PeCLR's argument; "
+        "orientation top-1, 2D pose R^2)"
+    ),
     "beats_random": "every trained encoder beats an untrained (random-init) one",
     "supervised_object": "supervised encoders are best at object-level recognition",
     "ssl_part": "self-supervised encoders beat the supervised one at part-level recognition",
@@ -123,8 +138,10 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
         top1_std=("test_top1", "std"),
         map=("map", "mean"),
         map_std=("map", "std"),
+        r2=("test_r2", "mean"),
+        r2_std=("test_r2", "std"),
     ).reset_index()
-    return out.fillna({"top1_std": 0.0, "map_std": 0.0})
+    return out.fillna({"top1_std": 0.0, "map_std": 0.0, "r2_std": 0.0})
 
 
 def display_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +155,8 @@ def display_table(runs: pd.DataFrame) -> pd.DataFrame:
         for t in tasks:
             if t in by.index:
                 row[f"{t} top-1"] = f"{by.at[t, 'top1']:.3f} ± {by.at[t, 'top1_std']:.3f}"
+        for t in (t for t in REGRESSION_TASKS if t in by.index):
+            row[f"{t} R²"] = f"{by.at[t, 'r2']:.3f} ± {by.at[t, 'r2_std']:.3f}"
         for t in (t for t in PART_TASKS if t in by.index):
             row[f"{t} mAP"] = f"{by.at[t, 'map']:.3f} ± {by.at[t, 'map_std']:.3f}"
         rows.append(row)
@@ -218,7 +237,12 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
                 if row is not None:
                     rows.append(row)
 
-        for task in (*OBJECT_TASKS, *PART_TASKS):
+        for task, metric in POSE_CHECKS:
+            for e in sorted(encoders - {"random"}, key=_encoder_key):
+                add("pose_beats_random", task, metric, e, "random")
+            for a, b in EQUIVARIANT_PAIRS:
+                add("equivariant_pose", task, metric, a, b)
+        for task in ("gesture", *PART_TASKS):
             for e in sorted(encoders - {"random"}, key=_encoder_key):
                 add("beats_random", task, "test_top1", e, "random")
         for task in OBJECT_TASKS:
@@ -283,7 +307,8 @@ def _describe(r) -> str:
     get = r.get if isinstance(r, pd.Series) else lambda k: getattr(r, k)
     what = f"{get('a')} vs {get('b')}" if get("a") != get("b") else get("a")
     return (
-        f"{what} on {get('task')} {get('metric').replace('test_top1', 'top-1')} "
+        f"{what} on {get('task')} "
+        f"{get('metric').replace('test_top1', 'top-1').replace('test_r2', 'R²')} "
         f"{get('diff'):+.3f} [{get('ci_low'):+.3f}, {get('ci_high'):+.3f}]"
     )
 

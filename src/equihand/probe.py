@@ -13,6 +13,13 @@ part level) by
   is not in its own gallery), average precision with positives = same class; ``map`` is the mean
   over queries, ``class_map`` the mean over classes of their queries' mean.
 
+The regression task (``pose2d``: centred, scale-normalised 2D keypoints, equihand.probe_data) is
+scored by ridge regression on the standardised features instead: the penalty is chosen from
+``probe.ridge_alphas`` by val R^2 and the test R^2 reported (1 - squared error / the squared
+error of predicting the train split's mean pose; 0 = no pose read, 1 = perfect). It is the
+probe's pose-sensitive check: it asks whether the frozen features hold the hand's shape and
+in-plane rotation.
+
 ``test_majority`` is the top-1 of always answering the test split's most frequent class.
 
 For encoders with a projection head the projector output is scored beside the backbone feature.
@@ -39,7 +46,7 @@ from equihand.train import place, runtime_setup
 
 COLUMNS = (
     "encoder backbone seed feature task level n_classes n_train n_val n_test test_majority "
-    "best_epoch val_top1 test_top1 map class_map"
+    "best_epoch val_top1 test_top1 map class_map alpha val_r2 test_r2"
 ).split()
 
 
@@ -167,6 +174,27 @@ def linear_probe(
     return best
 
 
+def r2_score(pred: np.ndarray, true: np.ndarray, mean: np.ndarray) -> float:
+    """1 - sum of squared errors / that of predicting `mean` (pooled over every output)."""
+    return float(1.0 - ((pred - true) ** 2).sum() / ((true - mean) ** 2).sum())
+
+
+def ridge_probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], alphas: list[float]) -> dict:
+    """Ridge regression on standardised features: the alpha with the best val R^2, its test R^2."""
+    mean, std = x["train"].mean(0), x["train"].std(0) + 1e-6
+    xs = {s: (v.astype(np.float64) - mean) / std for s, v in x.items()}
+    y_mean = y["train"].mean(0)
+    gram = xs["train"].T @ xs["train"]
+    rhs = xs["train"].T @ (y["train"] - y_mean)
+    best = {"val_r2": -np.inf}
+    for alpha in alphas:
+        w = np.linalg.solve(gram + alpha * np.eye(len(gram)), rhs)
+        r2 = {s: r2_score(xs[s] @ w + y_mean, y[s], y_mean) for s in ("val", "test")}
+        if r2["val"] > best["val_r2"]:
+            best = {"alpha": alpha, "val_r2": r2["val"], "test_r2": r2["test"]}
+    return best
+
+
 # --- the step ----------------------------------------------------------------------------------
 
 
@@ -195,6 +223,21 @@ def probe(
         for feature, f in feats.items():
             x = {s: f[split == i] for i, s in enumerate(splits)}
             y = {s: labels[split == i] for i, s in enumerate(splits)}
+            if info.get("kind") == "regression":
+                rows.append(
+                    {
+                        "encoder": encoder_name,
+                        "backbone": model.encoder.backbone_name,
+                        "seed": seed,
+                        "feature": feature,
+                        "task": task,
+                        "level": info["level"],
+                        "n_classes": 0,
+                        **{f"n_{s}": len(y[s]) for s in splits},
+                        **ridge_probe(x, y, cfg["ridge_alphas"]),
+                    }
+                )
+                continue
             scores = linear_probe(x, y, len(info["classes"]), cfg, seed)
             ap = retrieval_ap(x["test"], y["test"])
             m, cm = mean_ap(ap, y["test"])
@@ -242,9 +285,10 @@ def run(args, config: dict) -> None:
     table = probe(
         Path(args.probe_data), args.checkpoint, args.encoder, args.seed, Path(args.out), config
     )
-    best = table[table["feature"] == "backbone"].set_index("task")["test_top1"]
+    best = table[table["feature"] == "backbone"].set_index("task")
+    scores = best["test_top1"].fillna(best["test_r2"])
     print(
         f"probed {args.encoder} (seed {args.seed}): "
-        + ", ".join(f"{t} {v:.3f}" for t, v in best.items())
+        + ", ".join(f"{t} {v:.3f}" for t, v in scores.items())
         + f" -> {Path(args.out) / 'probe.csv'}"
     )

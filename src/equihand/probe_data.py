@@ -5,6 +5,9 @@ the hand's in-plane orientation (the image-plane direction wrist -> middle-finge
 ``probe.orientation_bins`` bins whose edges are quantiles of the train split's angles (so the
 classes are equally common; FreiHAND-like hands point up within a few tens of degrees).
 
+Object-level regression: ``pose2d``, the 21 2D keypoints centred on their mean and scaled to unit
+RMS size (shape and in-plane rotation, not position or size), regressed from frozen features.
+
 Part level: square crops centred on visible keypoints, cut from the raw dataset's full-size
 images and resized to the cache resolution, so an encoder sees each part alone:
 
@@ -45,9 +48,11 @@ from equihand.progress import bar
 TASKS = {
     "gesture": ("object", None, None),
     "orientation": ("object", None, None),
+    "pose2d": ("object", None, None),  # a regression target, not classes
     "part": ("part", (0, 4, 8, 12, 16, 20), ("wrist", *(f"{f}_tip" for f in FINGERS))),
     "finger": ("part", (3, 6, 10, 14, 18), FINGERS),
 }
+REGRESSION_TASKS = ("pose2d",)  # scored by ridge regression (R^2), not by a classifier
 PART_TASKS = tuple(t for t, (level, _, _) in TASKS.items() if level == "part")
 PROBE_SPLITS = {"train": "labeled", "val": "val", "test": "test"}  # probe split -> cache split
 ORIENTATION_JOINTS = (0, 9)  # wrist -> middle-finger MCP
@@ -63,6 +68,15 @@ def orientation_angles(uv: np.ndarray) -> np.ndarray:
     a, b = ORIENTATION_JOINTS
     d = uv[:, b] - uv[:, a]
     return np.degrees(np.arctan2(d[:, 1], d[:, 0])) % 360.0
+
+
+def pose2d_targets(uv: np.ndarray) -> np.ndarray:
+    """(N, 21, 2) keypoints -> (N, 42) 2D pose: centred on their mean and divided by their RMS
+    distance from it, so it holds the hand's shape and in-plane rotation but not where in the
+    image the hand is or how large (which even an untrained encoder can read off the blob)."""
+    centred = uv - uv.mean(axis=1, keepdims=True)
+    size = np.sqrt((centred**2).sum(axis=2).mean(axis=1))
+    return (centred / np.maximum(size, 1e-9)[:, None, None]).reshape(len(uv), -1).astype(np.float32)
 
 
 def orientation_edges(train_angles: np.ndarray, n_bins: int) -> np.ndarray:
@@ -167,9 +181,13 @@ def build(cache_dir: Path, raw_dir: Path, config: dict) -> tuple[dict, dict]:
         "object_hand": np.asarray(data.hand_id)[all_rows],
         "gesture": np.asarray(data.gesture)[all_rows],
         "orientation": orientation_bins(angles, edges),
+        "pose2d": pose2d_targets(uv_cache),
     }
     bounds = [0.0, *edges.tolist(), 360.0]
-    tasks = {"orientation": [f"{lo:.0f}-{hi:.0f}deg" for lo, hi in pairwise(bounds)]}
+    tasks = {
+        "orientation": [f"{lo:.0f}-{hi:.0f}deg" for lo, hi in pairwise(bounds)],
+        "pose2d": [],  # no classes: ridge regression (equihand.probe)
+    }
     gesture_names = data.meta.get("gesture_names")
     if gesture_names and (arrays["gesture"] >= 0).all():
         tasks = {"gesture": list(gesture_names), **tasks}
@@ -220,7 +238,14 @@ def build(cache_dir: Path, raw_dir: Path, config: dict) -> tuple[dict, dict]:
         "raw": str(raw_dir),
         "resolution": res,
         "splits": list(rows),
-        "tasks": {t: {"level": TASKS[t][0], "classes": names} for t, names in tasks.items()},
+        "tasks": {
+            t: {
+                "level": TASKS[t][0],
+                "kind": "regression" if t in REGRESSION_TASKS else "classification",
+                "classes": names,
+            }
+            for t, names in tasks.items()
+        },
         "counts": counts,
     }
     return arrays, meta

@@ -90,10 +90,42 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, 1_000_003, epoch]).permutation(n)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA; a no-op on the CPU (float32 there)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+# /proc/cpuinfo flags of CPUs with native bf16 arithmetic (x86: AVX512-BF16, AMX; Arm: BF16)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes in bf16 natively (read from /proc/cpuinfo; False elsewhere).
+
+    Without it, oneDNN emulates bf16 and autocast is slower than float32 (not worth it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def uses_bf16(device: torch.device, train_cfg: dict) -> bool:
+    """Whether training and inference on `device` run under bf16 autocast (`train.amp`,
+    `train.cpu_amp`)."""
+    if not train_cfg["amp"]:
+        return False
+    if device.type == "cuda":
+        return True
+    mode = train_cfg.get("cpu_amp", "auto")
+    return mode == "always" or (mode == "auto" and cpu_has_native_bf16())
+
+
+def autocast(device: torch.device, train_cfg: dict):
+    """bf16 autocast where `uses_bf16` says so, else a no-op (float32)."""
+    if uses_bf16(device, train_cfg):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -205,7 +237,7 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
 
     stop = {"requested": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    amp = loop.config["train"]["amp"]
+    train_cfg = loop.config["train"]
     orders: dict[int, np.ndarray] = {}
 
     def batch_positions(step: int, micro: int) -> np.ndarray:
@@ -234,7 +266,7 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
                     )
                     if following[0] < total:
                         loop.prefetch(batch_positions(*following))
-                with autocast(device, amp):
+                with autocast(device, train_cfg):
                     loss, n_images = loop.step_loss(model, positions)
                 if not torch.isfinite(loss):
                     raise TrainingError(
