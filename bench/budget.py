@@ -238,8 +238,10 @@ def probe_scores(
         found = list(csv.DictReader(f))
     scores = {}
     for row in found:
-        if row["features"] == "backbone" and row["task"] in ("orientation", "keypoints"):
-            scores[row["task"]] = float(row["test_score"])
+        if row["feature"] == "backbone" and row["task"] == "orientation":
+            scores["orientation"] = float(row["test_top1"])
+        if row["feature"] == "backbone" and row["task"] == "pose2d":
+            scores["pose2d"] = float(row["test_r2"])
     return scores
 
 
@@ -313,7 +315,7 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                             "best_val_pa_epe_cm": min(m["val_pa_epe_cm"] for m in metrics),
                             "reference_val_pa_epe_cm": study.reference(res),
                             "probe_orientation_top1": probe.get("orientation", float("nan")),
-                            "probe_keypoints_r2": probe.get("keypoints", float("nan")),
+                            "probe_pose2d_r2": probe.get("pose2d", float("nan")),
                         }
                     )
     return rows
@@ -338,7 +340,7 @@ def pretrain_table(rows: list[dict]) -> str:
                 "seeds": len(mine),
                 "best val PA-EPE (cm)": mean("best_val_pa_epe_cm"),
                 "probe orientation top-1": mean("probe_orientation_top1"),
-                "probe keypoints R2": mean("probe_keypoints_r2"),
+                "probe pose2d R2": mean("probe_pose2d_r2"),
             }
         )
     return markdown(summary)

@@ -17,6 +17,7 @@ from equihand.report import (
     answer,
     compare,
     comparisons,
+    label_effect_text,
     read_reference,
     reference_text,
     write_report,
@@ -210,3 +211,20 @@ def test_reference_sentence_follows_the_numbers(tmp_path):
     bad.write_text("{}")
     with pytest.raises(UserError, match=r"reference\.json"):
         read_reference(bad)
+
+
+def test_label_effect_pairs_each_fraction_with_the_largest_by_seed():
+    rep = {"bootstrap_samples": 2000, "confidence": 0.95, "seed": 0}
+    runs = pd.concat(
+        [
+            _runs({"none": [2.6, 2.7, 2.8], "equivariant": [2.5, 2.4, 2.6]}, 0.1),
+            _runs({"none": [2.1, 2.2, 2.3], "equivariant": [2.6, 2.3, 2.5]}, 1.0),
+        ]
+    )
+    text = " ".join(label_effect_text(runs, rep))
+    # none: d = 0.5 for every seed, so the CI is the point itself
+    assert "`none` (resnet18) with fewer labels than 100%" in text
+    assert "10%: +0.50 cm over 3 seeds, 95% CI +0.50 to +0.50 cm (fewer labels are worse" in text
+    # equivariant: d = -0.1, +0.1, +0.1: the CI contains 0
+    assert "10%: +0.03 cm over 3 seeds" in text and "(within seed noise)" in text
+    assert label_effect_text(_runs({"none": [2.0, 2.1]}, 0.1), rep) == []  # one fraction only

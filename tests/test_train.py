@@ -24,7 +24,7 @@ from equihand.checkpoint import (
     save_checkpoint,
 )
 from equihand.data.cache import PreparedData
-from equihand.finetune import finetune, labeled_subset
+from equihand.finetune import augments, finetune, labeled_subset
 from equihand.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
 from equihand.pretrain import pretrain
 from equihand.train import Loop, TrainingError, fit
@@ -318,6 +318,29 @@ def test_fixed_finetuning_steps_and_step_logging(cache, tmp_path, fraction):
     assert [int(r["step"]) for r in rows] == [3, 6, 7]
     assert all(float(r["val_pa_epe_cm"]) > 0 for r in rows)
     assert load_checkpoint(path, kind="finetune")["step"] == 7
+
+
+def test_augmentation_only_below_the_label_limit(cache, tmp_path):
+    # augment_max_labels: a run on more labeled images than the limit trains on plain images,
+    # exactly as augment=false does; one at or under the limit augments
+    assert augments({"augment": True, "augment_max_labels": 0}, 10_000)
+    assert augments({"augment": True, "augment_max_labels": 100}, 100)
+    assert not augments({"augment": True, "augment_max_labels": 100}, 101)
+    assert not augments({"augment": False, "augment_max_labels": 0}, 1)
+    common = ("finetune.steps=3", "finetune.label_fraction=1.0")
+    n = len(PreparedData(cache).split("labeled"))
+    weights = {}
+    for name, extra in [
+        ("plain", "finetune.augment=false"),
+        ("over", f"finetune.augment_max_labels={n - 1}"),
+        ("under", f"finetune.augment_max_labels={n}"),
+    ]:
+        path = finetune(cache, tmp_path / name, tiny_config(*common, extra), None)
+        record = torch.load(path, weights_only=True)
+        weights[name] = record["model"]
+        assert record["extra"]["augmented"] is (name == "under")
+    assert all(torch.equal(v, weights["over"][k]) for k, v in weights["plain"].items())
+    assert any(not torch.equal(v, weights["under"][k]) for k, v in weights["plain"].items())
 
 
 # --- CPU bf16 autocast ---------------------------------------------------------------------------

@@ -119,18 +119,27 @@ def test_smoke_study_probes_every_encoder_and_reports_the_part_aware_claims(smok
     encoders = ["random", "supervised", *(o for o in config["objectives"] if o != "none")]
     runs = pd.read_csv(smoke_run / "results" / "tables" / "part_aware.csv")
     assert set(runs["encoder"]) == set(encoders)
-    assert set(runs["task"]) == {"gesture", "orientation", "part", "finger"}
+    assert set(runs["task"]) == {"gesture", "orientation", "pose2d", "part", "finger"}
     assert set(runs["seed"]) == set(config["seeds"])
     # the contrastive encoders are scored on their projector output too
     projected = set(runs.loc[runs["feature"] == "projector", "encoder"])
     assert projected == {"invariant", "equivariant"}
-    assert runs["test_top1"].between(0, 1).all()
+    classified = runs[runs["task"] != "pose2d"]
+    assert classified["test_top1"].between(0, 1).all()
+    assert (runs.loc[runs["task"] == "pose2d", "test_r2"] <= 1).all()
     claims = pd.read_csv(smoke_run / "results" / "tables" / "part_aware_claims.csv")
-    assert {"beats_random", "supervised_object", "ssl_part", "backbone_part"} <= set(
-        claims["claim"]
-    )
+    assert {
+        "pose_beats_random",
+        "equivariant_pose",
+        "beats_random",
+        "supervised_object",
+        "ssl_part",
+        "backbone_part",
+    } <= set(claims["claim"])
     md = (smoke_run / "results" / "report" / "ablation.md").read_text()
     assert "## Part-aware probe" in md and "../figures/part_aware.png" in md
+    assert "holds more hand pose than an untrained one" in md
+    assert "with fewer labels than 100%" in md  # the label effect, paired by seed
     with Image.open(smoke_run / "results" / "figures" / "part_aware.png") as png:
         assert len(np.unique(np.asarray(png.convert("L")))) > 10
     assert (smoke_run / "logs" / "probe" / "random_resnet18_s0.log").is_file()
@@ -169,12 +178,18 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
 @pytest.mark.parametrize(
     "configfile, jobs",
     [
-        # 5 objectives x 3 seeds pretrain; 6 objectives x 2 fractions x 3 seeds finetune and
-        # evaluate; 7 encoders (random, supervised, 5 pretrained) x 3 seeds probe
+        # 2 objectives x 3 seeds pretrain; 3 objectives x 2 fractions x 3 seeds finetune and
+        # evaluate; 4 encoders (random, supervised, 2 pretrained) x 3 seeds probe
         (
             "default.yaml",
+            {"pretrain": 6, "finetune": 18, "evaluate": 18, "probe": 12, "part_aware": 1},
+        ),
+        # the MIM arms on top: 5 objectives x 3 seeds pretrain, 6 x 2 x 3 finetune, 7 x 3 probe
+        (
+            "extended.yaml",
             {"pretrain": 15, "finetune": 36, "evaluate": 36, "probe": 21, "part_aware": 1},
         ),
+        ("gpu.yaml", {"synth": 1, "pretrain": 6, "finetune": 18, "evaluate": 18, "probe": 12}),
         ("smoke.yaml", {"finetune": 6, "evaluate": 6, "probe": 4, "report": 1}),
         ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
     ],

@@ -59,6 +59,13 @@ class Labels:
         _, self.zr = pose.to_25d(self.xyz, self.K, self.scale)
 
 
+def augments(cfg: dict, n_labeled: int) -> bool:
+    """Whether a finetuning run on `n_labeled` images augments (finetune.augment and
+    finetune.augment_max_labels)."""
+    limit = cfg["augment_max_labels"]
+    return bool(cfg["augment"]) and (limit == 0 or n_labeled <= limit)
+
+
 def pose_loss(model, batch, uv, zr, aug_cfg, zr_weight: float) -> torch.Tensor:
     """L1 on normalised 2D keypoints + weighted L1 on root-relative depth, after augmenting
     `batch` (and moving `uv` with it) when `aug_cfg` is given."""
@@ -107,6 +114,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
     device = runtime_setup(config)
     channels_last = config["train"]["channels_last"]
+    aug = aug_cfg if augments(cfg, len(rows)) else None
 
     torch.manual_seed(cfg["seed"])
     model = build_pose_model(config["model"])
@@ -127,7 +135,6 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
         idx = torch.from_numpy(chosen)
         batch = load_images(images, chosen, device, channels_last)
         uv, zr = labels.uv[idx].to(device), labels.zr[idx].to(device)
-        aug = aug_cfg if cfg["augment"] else None
         return pose_loss(model, batch, uv, zr, aug, cfg["zr_weight"]), len(chosen)
 
     def evaluate(model):
@@ -151,6 +158,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
         "pretrained": source,
         "objective": objective,
         "labeled_images": len(rows),
+        "augmented": aug is not None,
         "resolution": size,
         "selected_on": SELECT_ON,
         "best_val": history.best,

@@ -207,6 +207,52 @@ def reference_text(table: pd.DataFrame, reference: dict) -> str:
     return head + f"Mean PA-EPE below it: {cells}."
 
 
+def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
+    """Per backbone and objective: what fewer labels cost, each smaller label fraction against
+    the largest, paired by seed with the report's bootstrap CI (d_s = PA-EPE(small, s) -
+    PA-EPE(largest, s); positive: fewer labels are worse)."""
+    out = []
+    for (backbone, objective), cell in runs.groupby(["backbone", "objective"], sort=False):
+        fractions = sorted(set(cell["label_fraction"]))
+        if len(fractions) < 2:
+            continue
+        by = {
+            f: cell[cell["label_fraction"] == f].set_index("seed")["pa_epe_cm"] for f in fractions
+        }
+        top = by[fractions[-1]]
+        parts = []
+        for f in fractions[:-1]:
+            seeds = sorted(set(by[f].index) & set(top.index))
+            if not seeds:
+                continue
+            d = np.round(by[f][seeds].to_numpy(float) - top[seeds].to_numpy(float), 9)
+            if len(seeds) < 2:
+                parts.append(f"{_pct(f)}: {d.mean():+.2f} cm (1 seed, no CI)")
+                continue
+            lo, hi = bootstrap_ci(d, rep["bootstrap_samples"], rep["confidence"], rep["seed"])
+            verdict = (
+                "fewer labels are worse beyond seed noise" if lo > 0
+                else "fewer labels are better beyond seed noise" if hi < 0
+                else "within seed noise"
+            )  # fmt: skip
+            parts.append(
+                f"{_pct(f)}: {d.mean():+.2f} cm over {len(seeds)} seeds, {rep['confidence']:.0%} "
+                f"CI {lo:+.2f} to {hi:+.2f} cm ({verdict})"
+            )
+        if parts:
+            out.append(
+                f"`{objective}` ({backbone}) with fewer labels than {_pct(fractions[-1])}, "
+                f"PA-EPE minus that at {_pct(fractions[-1])}: " + "; ".join(parts) + "."
+            )
+    if out:
+        out.insert(
+            0,
+            "What the labels are worth: pretraining can only show a label-efficiency gain where "
+            "fewer labels cost accuracy without it (`none` below).",
+        )
+    return out
+
+
 def _comparison_table(comps: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
@@ -413,6 +459,7 @@ def write_report(
         else ("p", "No two objectives ran with the same backbone and label fraction."),
         ("h2", "Answer"),
         *[("p", p) for p in answer(table, comps)],
+        *[("p", p) for p in label_effect_text(runs, rep)],
         *([("p", reference_text(table, ref))] if ref is not None else []),
         ("h2", "Figures"),
         *[("figure", png, FIGURES[png.stem]) for png in figures],
