@@ -42,6 +42,10 @@ from common import RESULTS, ROOT, environment, markdown, write_csv
 CASES = ROOT / "bench" / "budget.yaml"
 WORK = ROOT / "results" / "budget"
 CURVES = ("finetune", "pretrain")
+# images one pretraining pass puts through the encoder per pool image (2 contrastive views, 1
+# masked view)
+VIEWS_PER_IMAGE = {"none": 0, "invariant": 2, "equivariant": 2, "mim": 1,
+                   "invariant+mim": 3, "equivariant+mim": 3}  # fmt: skip
 # --quick: a tiny dataset and a few steps, so that the whole script runs in about a minute
 QUICK_SET = [
     "synth.n_train=160",
@@ -59,6 +63,10 @@ QUICK_SET = [
     "probe.n_val=16",
     "probe.n_test=16",
     "probe.epochs=2",
+    "probe.min_crop_px=3",
+    "synth.workers=1",
+    "prepare.workers=1",
+    "train.threads=1",
 ]
 
 
@@ -86,46 +94,59 @@ def sets(overrides: list[str]) -> list[str]:
 
 
 class Study:
-    """The shared inputs (config, data, caches, references) and where runs go."""
+    """The shared inputs (config, datasets, caches, references) and where runs go.
+
+    A case reads the default data, or with ``data: NAME`` the dataset the spec's ``datasets``
+    section defines as extra ``synth.*`` overrides (rendered once into ``data/NAME``)."""
 
     def __init__(self, spec: dict, work: Path, quick: bool):
         self.config = str(ROOT / spec.get("config", "config/default.yaml"))
         self.base = list(spec.get("set", [])) + (QUICK_SET if quick else [])
+        self.datasets = {"": [], **spec.get("datasets", {})}
         self.work = work
-        self.data = work / "data" / "synth"
-        self.caches: dict[int, Path] = {}
 
-    def args(self, extra: list[str]) -> list[str]:
-        return ["--config", self.config, *sets(self.base + list(extra))]
+    def args(self, extra: list[str], data: str = "") -> list[str]:
+        if data not in self.datasets:
+            raise SystemExit(f"budget: no dataset named {data!r} under `datasets`")
+        return ["--config", self.config, *sets(self.base + self.datasets[data] + list(extra))]
 
-    def ensure_data(self) -> None:
-        if not (self.data / "training_xyz.json").exists():
-            equihand("synth", [*self.args([]), "--out", str(self.data)], self.work / "synth.log")
+    def root(self, data: str = "") -> Path:
+        return self.work / "data" / (data or ".") / "synth"
 
-    def cache(self, resolution: int) -> Path:
+    def ensure_data(self, data: str = "") -> Path:
+        root = self.root(data)
+        if not (root / "training_xyz.json").exists():
+            log = self.work / f"synth{'_' + data if data else ''}.log"
+            equihand("synth", [*self.args([], data), "--out", str(root)], log)
+        return root
+
+    def cache(self, resolution: int, data: str = "") -> Path:
         """The prepared cache at `resolution` px, with its constant-pose reference."""
-        out = self.work / "prepared" / f"{resolution}px"
+        name = f"{data + '_' if data else ''}{resolution}px"
+        out = self.work / "prepared" / name
         if not (out / "meta.json").exists():
-            self.ensure_data()
-            args = self.args([f"prepare.resolution={resolution}"])
+            root = self.ensure_data(data)
+            args = self.args([f"prepare.resolution={resolution}"], data)
             equihand(
                 "prepare",
-                [*args, "--root", str(self.data), "--out", str(out)],
-                out.parent / f"{resolution}px.log",
+                [*args, "--root", str(root), "--out", str(out)],
+                out.parent / f"{name}.log",
             )
-        ref = out.parent / f"reference_{resolution}px.json"
+        ref = out.parent / f"reference_{name}.json"
         if not ref.exists():
             equihand(
                 "reference",
-                [*self.args([]), "--data", str(out), "--out", str(ref)],
-                out.parent / f"reference_{resolution}px.log",
+                [*self.args([], data), "--data", str(out), "--out", str(ref)],
+                out.parent / f"reference_{name}.log",
             )
         return out
 
-    def reference(self, resolution: int) -> float:
-        self.cache(resolution)
-        path = self.work / "prepared" / f"reference_{resolution}px.json"
-        return json.loads(path.read_text())["val_pa_epe_cm"]
+    def reference(self, resolution: int, data: str = "") -> float:
+        name = f"{data + '_' if data else ''}{resolution}px"
+        self.cache(resolution, data)
+        return json.loads((self.work / "prepared" / f"reference_{name}.json").read_text())[
+            "val_pa_epe_cm"
+        ]
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -134,14 +155,19 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def finetune_run(
-    study: Study, out: Path, resolution: int, overrides: list[str], pretrained: str = "none"
+    study: Study,
+    out: Path,
+    resolution: int,
+    overrides: list[str],
+    pretrained: str = "none",
+    data: str = "",
 ) -> tuple[list[dict], float]:
     """One finetuning run (skipped when its model.pt exists): its metric rows and wall time."""
-    cache = study.cache(resolution)
+    cache = study.cache(resolution, data)
     stamp = out / "wall_s.txt"
     if not (out / "model.pt").exists():
         tic = time.perf_counter()
-        args = study.args([f"prepare.resolution={resolution}", *overrides])
+        args = study.args([f"prepare.resolution={resolution}", *overrides], data)
         equihand(
             "finetune",
             [*args, "--data", str(cache), "--pretrained", pretrained, "--out", str(out)],
@@ -154,18 +180,19 @@ def finetune_run(
 def finetune_curves(study: Study, cases: list[dict]) -> list[dict]:
     rows = []
     for case in cases:
-        res = case.get("resolution", 64)
+        res, data = case.get("resolution", 64), case.get("data", "")
         metrics, wall = finetune_run(
-            study, study.work / "finetune" / case["name"], res, case.get("set", [])
+            study, study.work / "finetune" / case["name"], res, case.get("set", []), data=data
         )
         for m in metrics:
             rows.append(
                 {
                     "case": case["name"],
+                    "data": data or "default",
                     "resolution": res,
                     "step": int(m["step"]),
                     "val_pa_epe_cm": m["val_pa_epe_cm"],
-                    "reference_val_pa_epe_cm": study.reference(res),
+                    "reference_val_pa_epe_cm": study.reference(res, data),
                     "images_per_s": m["images_per_s"],
                     "wall_min": wall / 60,
                 }
@@ -205,16 +232,17 @@ def probe_scores(
     seed: int,
     out: Path,
     overrides: list[str],
+    data: str = "",
 ) -> dict:
     """The frozen encoder's pose-sensitive probe scores (equihand probe on whole images)."""
-    cache = study.cache(resolution)
-    data = study.work / "probe_data" / f"{resolution}px"
-    args = study.args([f"prepare.resolution={resolution}", *overrides])
-    if not (data / "meta.json").exists():
+    cache = study.cache(resolution, data)
+    sets_dir = study.work / "probe_data" / f"{data + '_' if data else ''}{resolution}px"
+    args = study.args([f"prepare.resolution={resolution}", *overrides], data)
+    if not (sets_dir / "meta.json").exists():
         equihand(
             "probe-data",
-            [*args, "--data", str(cache), "--raw", str(study.data), "--out", str(data)],
-            data.parent / f"{data.name}.log",
+            [*args, "--data", str(cache), "--raw", str(study.root(data)), "--out", str(sets_dir)],
+            sets_dir.parent / f"{sets_dir.name}.log",
         )
     if not (out / "probe.csv").exists():
         equihand(
@@ -222,7 +250,7 @@ def probe_scores(
             [
                 *args,
                 "--probe-data",
-                str(data),
+                str(sets_dir),
                 "--checkpoint",
                 checkpoint,
                 "--encoder",
@@ -248,7 +276,7 @@ def probe_scores(
 def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
     rows = []
     for case in cases:
-        res = case.get("resolution", 64)
+        res, data = case.get("resolution", 64), case.get("data", "")
         ft_set = case.get("finetune_set", [])
         for seed in case.get("seeds", [0]):
             for objective in case["objectives"]:
@@ -263,14 +291,15 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                                     f"prepare.resolution={res}",
                                     f"pretrain.epochs={epochs}",
                                     *case.get("pretrain_set", []),
-                                ]
+                                ],
+                                data,
                             )
                             equihand(
                                 "pretrain",
                                 [
                                     *args,
                                     "--data",
-                                    str(study.cache(res)),
+                                    str(study.cache(res, data)),
                                     "--objective",
                                     objective,
                                     "--seed",
@@ -281,14 +310,18 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                                 pre_out.parent / f"{pre_out.name}.log",
                             )
                         pre = str(pre_out / "model.pt")
-                    metrics, _ = finetune_run(
-                        study,
-                        study.work / "pretrain_finetune" / name,
-                        res,
-                        [*ft_set, f"finetune.seed={seed}"],
-                        pre,
-                    )
-                    probe = probe_scores(
+                    best = float("nan")  # a probe-only case (finetune: false) has none
+                    if case.get("finetune", True):
+                        metrics, _ = finetune_run(
+                            study,
+                            study.work / "pretrain_finetune" / name,
+                            res,
+                            [*ft_set, f"finetune.seed={seed}"],
+                            pre,
+                            data,
+                        )
+                        best = min(m["val_pa_epe_cm"] for m in metrics)
+                    probe = probe_scores(  # `none`: an untrained (random-init) encoder
                         study,
                         res,
                         "random" if pre == "none" else pre,
@@ -296,28 +329,41 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                         seed,
                         study.work / "probe" / name,
                         case.get("probe_set", []),
+                        data,
                     )
-                    pool = json.loads((study.cache(res) / "meta.json").read_text())
-                    views = (
-                        0
-                        if objective == "none"
-                        else epochs
-                        * pool["splits"]["pool"]
-                        * (2 if "mim" not in objective or "+" in objective else 1)
-                    )
+                    meta = json.loads((study.cache(res, data) / "meta.json").read_text())
+                    views = epochs * meta["counts"]["pool"] * VIEWS_PER_IMAGE[objective]
                     rows.append(
                         {
                             "case": case["name"],
+                            "data": data or "default",
                             "objective": objective,
                             "seed": seed,
                             "pretrain_epochs": epochs,
                             "pretrain_views": views,
-                            "best_val_pa_epe_cm": min(m["val_pa_epe_cm"] for m in metrics),
-                            "reference_val_pa_epe_cm": study.reference(res),
+                            "best_val_pa_epe_cm": best,
+                            "reference_val_pa_epe_cm": study.reference(res, data),
                             "probe_orientation_top1": probe.get("orientation", float("nan")),
                             "probe_pose2d_r2": probe.get("pose2d", float("nan")),
                         }
                     )
+                    if objective == "none" and case.get("finetune", True):
+                        # what a probe reads from an encoder trained on the pose labels: the
+                        # finetuned `none` model's backbone (the check's upper reference)
+                        ft = study.work / "pretrain_finetune" / name / "model.pt"
+                        sup = probe_scores(
+                            study, res, str(ft), "supervised", seed,
+                            study.work / "probe" / f"{case['name']}/supervised_s{seed}",
+                            case.get("probe_set", []), data,
+                        )  # fmt: skip
+                        rows.append(
+                            {
+                                **rows[-1],
+                                "objective": "supervised (none, finetuned)",
+                                "probe_orientation_top1": sup.get("orientation", float("nan")),
+                                "probe_pose2d_r2": sup.get("pose2d", float("nan")),
+                            }
+                        )
     return rows
 
 
@@ -358,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     spec = yaml.safe_load(args.file.read_text())
     for key in spec:
-        if key not in ("config", "set", *CURVES):
+        if key not in ("config", "set", "datasets", *CURVES):
             raise SystemExit(
-                f"{args.file}: unknown key {key!r}; expected config, set, " + ", ".join(CURVES)
+                f"{args.file}: unknown key {key!r}; expected config, set, datasets, "
+                + ", ".join(CURVES)
             )
     known = {c["name"] for curve in CURVES for c in spec.get(curve, [])}
     unknown = sorted(set(args.cases or []) - known)

@@ -669,3 +669,25 @@ def test_orientation_keys_render_upright_hands_and_default_is_unchanged(tmp_path
     xyz = np.array(json.loads((tmp_path / "up" / "training_xyz.json").read_text()))
     # wrist below the middle fingertip in the image (camera y points down) for every hand
     assert (xyz[:, 0, 1] > xyz[:, 12, 1]).mean() > 0.9
+
+
+def test_background_contrast_flattens_only_the_background():
+    full = synth.SynthParams.from_config(_cfg(image_size=64, distractors=0), "training")
+    flat = synth.SynthParams.from_config(
+        _cfg(image_size=64, distractors=0, background_contrast=0.0), "training"
+    )
+    assert full.background_contrast == 1.0
+    spread = {"full": [], "flat": []}
+    for i in range(6):
+        a, b = synth.render_sample(i, "training", full), synth.render_sample(i, "training", flat)
+        # no random draw depends on the knob: the same hand, labels and part mask
+        np.testing.assert_array_equal(a.xyz, b.xyz)
+        np.testing.assert_array_equal(a.uv, b.uv)
+        np.testing.assert_array_equal(a.parts, b.parts)
+        background = _erode(a.parts == 0)
+        for name, s in (("full", a), ("flat", b)):
+            spread[name].append(s.image[background].astype(float).std(axis=0).mean())
+    # what is left of a flat background's spread is blur at the edges, grain and sensor noise
+    assert np.mean(spread["flat"]) < 0.5 * np.mean(spread["full"])
+    with pytest.raises(Exception, match="background_contrast"):
+        _cfg(background_contrast=1.5)

@@ -85,6 +85,7 @@ class SynthParams:
     pose_noise_deg: float
     distractors: int
     jpeg_quality: int
+    background_contrast: float = 1.0
 
     @staticmethod
     def from_config(cfg: dict, split: str) -> SynthParams:
@@ -102,6 +103,7 @@ class SynthParams:
             pose_noise_deg=s["pose_noise_deg"],
             distractors=s["distractors"],
             jpeg_quality=s["jpeg_quality"],
+            background_contrast=s["background_contrast"],
         )
 
 
@@ -226,6 +228,16 @@ def _varied_background(rng: np.random.Generator, seed: int, size: int) -> Image.
     if rng.random() < 0.5:
         image = image.transpose(1, 0, 2)
     return Image.fromarray(np.ascontiguousarray(image[..., rng.permutation(3)]))
+
+
+def _flatten(background: Image.Image, contrast: float) -> Image.Image:
+    """Scale the background's deviations from its mean colour by `contrast` (1 = unchanged)."""
+    if contrast >= 1.0:
+        return background
+    pixels = np.asarray(background, dtype=np.float32)
+    mean = pixels.reshape(-1, 3).mean(axis=0)
+    flat = mean + np.float32(contrast) * (pixels - mean)
+    return Image.fromarray((flat + 0.5).clip(0, 255).astype(np.uint8))
 
 
 def _draw_distractors(pil: Image.Image, rng: np.random.Generator, skin: np.ndarray, n: int):
@@ -360,7 +372,7 @@ def render_sample(index: int, split: str, p: SynthParams) -> Sample:
     colour = shade(front.normal, albedo, light, rng.uniform(0.25, 0.5), rng.uniform(0, 0.12))
     part_map = np.where(surface.prim >= 0, labels[surface.prim], 0).astype(np.uint8)
 
-    background = _varied_background(rng, p.seed, size)
+    background = _flatten(_varied_background(rng, p.seed, size), p.background_contrast)
     image = np.array(_draw_distractors(background, rng, skin, p.distractors))
     image.reshape(-1, 3)[front.rows * size + front.cols] = (colour * 255 + 0.5).astype(np.uint8)
     # camera: blur, exposure (gain and bias, as a lookup table) and grey sensor noise
