@@ -2,7 +2,8 @@
 
     python bench/gpu_check.py [--out results/gpu] [--budget-min 8]
 
-Runs the same `equihand` steps the workflow runs (synth -> prepare -> reference -> pretrain
+Runs config/default.yaml with config/gpu.yaml on top (as Snakemake merges them), the same
+`equihand` steps the workflow runs (synth -> prepare -> reference -> pretrain
 invariant and equivariant -> finetune none / invariant / equivariant at each label fraction ->
 evaluate on the test split), one process per step, through ``python -m equihand.cli`` so that it
 needs no Snakemake (the GPU machine may not have it; ``PYTHONPATH=src`` is enough there). Prints
@@ -24,7 +25,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "gpu.yaml"
+DEFAULT = ROOT / "config" / "default.yaml"  # Snakemake loads it first, the study's file on top
 OBJECTIVES = ("none", "invariant", "equivariant")
+
+
+def merged(base: dict, top: dict) -> dict:
+    """`top` over `base`, sections merged key by key (as Snakemake merges --configfile)."""
+    out = dict(base)
+    for key, value in top.items():
+        both_dicts = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merged(base[key], value) if both_dicts else value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "gpu")
     parser.add_argument("--budget-min", type=float, default=8.0)
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="run on the CPU (to check the script itself with a small config; not the GPU numbers)",
+    )
     args = parser.parse_args(argv)
     import torch
     import yaml
 
-    if not torch.cuda.is_available():
+    if not args.cpu and not torch.cuda.is_available():
         print("gpu_check: no CUDA device; this check is for a GPU machine", file=sys.stderr)
         return 2
-    spec = yaml.safe_load(args.config.read_text())
+    spec = merged(yaml.safe_load(DEFAULT.read_text()), yaml.safe_load(args.config.read_text()))
     fractions = spec["study"]["label_fractions"]
     deadline = time.monotonic() + args.budget_min * 60
     out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "study_config.yaml"  # default.yaml with the study's file on top
+    config.write_text(yaml.safe_dump(spec, sort_keys=False))
     times: dict[str, float] = {}
 
     def step(name: str, *cli: str, done: Path) -> None:
@@ -51,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         left = deadline - time.monotonic()
         if left <= 0:
             raise SystemExit(f"gpu_check: the {args.budget_min} min budget ran out before {name}")
-        cmd = [sys.executable, "-m", "equihand.cli", cli[0], "--config", str(args.config),
-               "--set", "progress=never", *cli[1:]]  # fmt: skip
+        device = ["--set", "device=cpu"] if args.cpu else []
+        cmd = [sys.executable, "-m", "equihand.cli", cli[0], "--config", str(config),
+               "--set", "progress=never", *device, *cli[1:]]  # fmt: skip
         tic = time.monotonic()
         log = out / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                          min(float(h["val_pa_epe_cm"]) for h in history),
                          m["pa_epe_cm"], m["epe_cm"], m["auc"]))  # fmt: skip
     reference = json.loads(ref.read_text())
-    device = torch.cuda.get_device_name()
+    device = "cpu" if args.cpu else torch.cuda.get_device_name()
     print(f"\nconstant-pose reference: val {reference['val_pa_epe_cm']:.2f} cm, "
           f"test {reference['test_pa_epe_cm']:.2f} cm; device {device}")  # fmt: skip
     print("\n| objective | fraction | finetune img/s | finetune s | best val PA-EPE | test PA-EPE "

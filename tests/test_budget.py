@@ -8,11 +8,13 @@ refused naming the key.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,3 +120,37 @@ def test_bad_case_files_are_refused_naming_the_key(tmp_path, text, message):
     (tmp_path / "cases.yaml").write_text(text)
     done = budget(tmp_path, "--file", str(tmp_path / "cases.yaml"))
     assert done.returncode != 0 and message in done.stderr
+
+
+GPU_TINY = """
+synth: {n_train: 96, n_eval: 16, n_hands_train: 8, n_hands_eval: 2, image_size: 64, workers: 1}
+prepare: {resolution: 32, workers: 1}
+study: {label_fractions: [0.5, 1.0]}
+pretrain: {epochs: 1, batch_size: 16}
+finetune: {steps: 4, batch_size: 8, log_every_steps: 2, eval_batch_size: 32}
+train: {threads: 1}
+"""
+
+
+def test_gpu_check_refuses_a_machine_without_cuda_and_runs_its_steps_on_the_cpu(tmp_path):
+    import torch
+
+    script = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path / "o")]
+    env_src = {"PYTHONPATH": str(ROOT / "src")}
+    if not torch.cuda.is_available():
+        refused = subprocess.run(script, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert refused.returncode == 2 and "no CUDA device" in refused.stderr
+    config = tmp_path / "gpu_tiny.yaml"  # config/gpu.yaml's shape at a size the CPU runs at once
+    config.write_text(GPU_TINY)
+    done = subprocess.run(
+        [*script, "--cpu", "--config", str(config)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        env={**os.environ, **env_src},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + 3 * 2  # header, rule, 3 objectives x 2 fractions
+    assert "constant-pose reference" in done.stdout
+    # the default study's settings lie under the file's, as under Snakemake
+    used = yaml.safe_load((tmp_path / "o" / "study_config.yaml").read_text())
+    assert used["synth"]["roll_deg"] == 30.0 and used["synth"]["n_train"] == 96
