@@ -223,34 +223,24 @@ def probe(
         for feature, f in feats.items():
             x = {s: f[split == i] for i, s in enumerate(splits)}
             y = {s: labels[split == i] for i, s in enumerate(splits)}
+            row = {
+                "encoder": encoder_name,
+                "backbone": model.encoder.backbone_name,
+                "seed": seed,
+                "feature": feature,
+                "task": task,
+                "level": info["level"],
+                "n_classes": len(info["classes"]),
+                **{f"n_{s}": len(y[s]) for s in splits},
+            }
             if info.get("kind") == "regression":
-                rows.append(
-                    {
-                        "encoder": encoder_name,
-                        "backbone": model.encoder.backbone_name,
-                        "seed": seed,
-                        "feature": feature,
-                        "task": task,
-                        "level": info["level"],
-                        "n_classes": 0,
-                        **{f"n_{s}": len(y[s]) for s in splits},
-                        **ridge_probe(x, y, cfg["ridge_alphas"]),
-                    }
-                )
+                rows.append({**row, **ridge_probe(x, y, cfg["ridge_alphas"])})
                 continue
             scores = linear_probe(x, y, len(info["classes"]), cfg, seed)
-            ap = retrieval_ap(x["test"], y["test"])
-            m, cm = mean_ap(ap, y["test"])
+            m, cm = mean_ap(retrieval_ap(x["test"], y["test"]), y["test"])
             rows.append(
                 {
-                    "encoder": encoder_name,
-                    "backbone": model.encoder.backbone_name,
-                    "seed": seed,
-                    "feature": feature,
-                    "task": task,
-                    "level": info["level"],
-                    "n_classes": len(info["classes"]),
-                    **{f"n_{s}": len(y[s]) for s in splits},
+                    **row,
                     # top-1 of always answering the most frequent test class
                     "test_majority": np.bincount(y["test"]).max() / len(y["test"]),
                     **scores,
