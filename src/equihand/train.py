@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import math
 import signal
@@ -94,15 +95,21 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process (autocast asks at every step); "" where absent."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes in bf16 natively (read from /proc/cpuinfo; False elsewhere).
 
     Without it, oneDNN emulates bf16 and autocast is slower than float32 (not worth it)."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
+        cpuinfo = _cpuinfo()
     flags = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
