@@ -267,9 +267,9 @@ def probe_scores(
     scores = {}
     for row in found:
         if row["feature"] == "backbone" and row["task"] == "orientation":
-            scores["orientation"] = float(row["test_top1"])
+            scores["orientation"] = float(row["val_top1"])
         if row["feature"] == "backbone" and row["task"] == "pose2d":
-            scores["pose2d"] = float(row["test_r2"])
+            scores["pose2d"] = float(row["val_r2"])
     return scores
 
 
@@ -385,8 +385,8 @@ def pretrain_table(rows: list[dict]) -> str:
                 "views": mine[0]["pretrain_views"],
                 "seeds": len(mine),
                 "best val PA-EPE (cm)": mean("best_val_pa_epe_cm"),
-                "probe orientation top-1": mean("probe_orientation_top1"),
-                "probe pose2d R2": mean("probe_pose2d_r2"),
+                "probe val orientation top-1": mean("probe_orientation_top1"),
+                "probe val pose2d R2": mean("probe_pose2d_r2"),
             }
         )
     return markdown(summary)

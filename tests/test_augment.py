@@ -413,3 +413,69 @@ def test_cuda_matches_cpu():
     assert gpu.device.type == "cuda" and g_gpu.matrix.device.type == "cuda"
     torch.testing.assert_close(g_gpu.matrix.cpu(), g_cpu.matrix)
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+# --------------------------------------------------------------------------- background swap
+
+
+def _scene(b=4, size=16, seed=0):
+    """Images with a square 'hand' of colour 0.9 at a per-image spot on random backgrounds."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(b, 3, size, size, generator=g) * 0.5
+    fg = torch.zeros(b, size, size, dtype=torch.bool)
+    for i in range(b):
+        fg[i, 2 + i : 7 + i, 3 : 8 + i] = True
+    images[fg[:, None].expand_as(images)] = 0.9
+    return images, fg
+
+
+def test_swap_backgrounds_keeps_the_hand_and_takes_a_partners_background():
+    images, fg = _scene()
+    out = augment.swap_backgrounds(images, fg, 1.0, torch.Generator().manual_seed(3))
+    keep = fg[:, None].expand_as(images)
+    assert torch.equal(out[keep], images[keep])  # every hand pixel, bit for bit
+    # the background now comes from one other image of the batch, the same k for all: where the
+    # partner's own background is far from its hand, its pixels are copied exactly
+    b = len(images)
+    matches = []
+    for k in range(1, b):
+        partner = torch.roll(images, -k, 0)
+        partner_hand = torch.nn.functional.max_pool2d(
+            torch.roll(fg, -k, 0)[:, None].float(), 3, stride=1, padding=1
+        )[:, 0].bool()
+        clean = (~fg & ~partner_hand)[:, None].expand_as(images)
+        matches.append(torch.equal(out[clean], partner[clean]))
+    assert matches.count(True) == 1
+    assert not torch.equal(out[~keep], images[~keep])
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_swap_backgrounds_fills_the_partners_hand_from_its_surroundings():
+    images, fg = _scene(b=2)
+    out = augment.swap_backgrounds(images, fg, 1.0, torch.Generator().manual_seed(0))
+    # image 0's partner is image 1 (b = 2 leaves k = 1): inside image 1's hand, but outside
+    # image 0's, no pixel keeps the hand colour 0.9 (the fill is a blur of a background <= 0.5)
+    hole = fg[1] & ~fg[0]
+    assert hole.any()
+    assert out[0][:, hole].max() <= 0.5 + 1e-6
+
+
+def test_swap_backgrounds_passes_samples_that_do_not_fire_bit_for_bit():
+    images, fg = _scene(b=16)
+    g = torch.Generator().manual_seed(1)
+    fire = torch.rand(16, generator=torch.Generator().manual_seed(1)) < 0.5
+    out = augment.swap_backgrounds(images, fg, 0.5, g)
+    assert 0 < fire.sum() < 16
+    for i in range(16):
+        assert torch.equal(out[i], images[i]) != bool(fire[i])
+    again = augment.swap_backgrounds(images, fg, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # a generator fixes the result
+    assert augment.swap_backgrounds(images, fg, 0.0) is images
+
+
+def test_swap_backgrounds_refuses_a_mask_of_the_wrong_shape():
+    images, fg = _scene()
+    with pytest.raises(ValueError, match="foreground must be"):
+        augment.swap_backgrounds(images, fg[:, :8], 1.0)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        augment.swap_backgrounds(images, fg, 1.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from equihand.checkpoint import (
     save_checkpoint,
 )
 from equihand.data.cache import PreparedData
+from equihand.errors import DataError, UserError
 from equihand.finetune import augments, finetune, labeled_subset
 from equihand.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
 from equihand.pretrain import pretrain
@@ -386,3 +388,29 @@ def test_bf16_finetuning_is_deterministic_and_differs_from_float32(cache, tmp_pa
     for key, value in runs["a"].items():
         assert torch.equal(value, runs["b"][key]), key
     assert any(not torch.equal(v, runs["fp32"][k]) for k, v in runs["a"].items())
+
+
+def test_background_swap_pretrains_on_the_cache_masks(cache, tmp_path):
+    config = tiny_config("pretrain.max_steps=2", "pretrain.background_swap_p=1.0")
+    path = pretrain(cache, tmp_path / "run", config)
+    assert load_checkpoint(path, kind="pretrain")["config"]["pretrain"]["background_swap_p"] == 1.0
+
+
+def test_background_swap_needs_masks(cache, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(cache, bare)
+    (bare / "parts.npy").unlink()  # as prepare leaves a dataset without part masks
+    meta = json.loads((bare / "meta.json").read_text())
+    meta["files"].remove("parts.npy")
+    (bare / "meta.json").write_text(json.dumps(meta))
+    config = tiny_config("pretrain.max_steps=2", "pretrain.background_swap_p=0.5")
+    with pytest.raises(UserError, match=r"no parts\.npy.*background_swap_p: 0"):
+        pretrain(bare, tmp_path / "run", config)
+    unknown = tmp_path / "unknown"
+    shutil.copytree(cache, unknown)
+    parts = np.load(unknown / "parts.npy", mmap_mode="r+")
+    parts[:] = 255
+    parts.flush()
+    del parts
+    with pytest.raises(DataError, match=r"parts\.npy: row \d+ has no part mask"):
+        pretrain(unknown, tmp_path / "run2", config)

@@ -67,6 +67,9 @@ import torch
 import torch.nn.functional as F
 
 BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur sigma range in pixels (SimCLR's)
+# background swap: a partner's hand is filled in by a normalised Gaussian blur of its own
+# background with this sigma, as a fraction of the image side (wide enough to span a hand)
+FILL_SIGMA_FRACTION = 1 / 8
 
 Size = int | tuple[int, int]  # an int means a square image; a pair is (H, W)
 
@@ -391,3 +394,60 @@ def two_views(
     first = augment_view(images, cfg, generator, out_size)
     second = augment_view(images, cfg, generator, out_size)
     return first, second
+
+
+def _fill_holes(images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images with the pixels where `holes` (B, 1, H, W) is 1 replaced by a
+    normalised Gaussian blur of the others (blur(image * keep) / blur(keep)): a cheap inpainting
+    that smears the surrounding background into the hole. Where no kept pixel is within reach,
+    the image's mean kept colour."""
+    b, _, h, w = images.shape
+    sigma = FILL_SIGMA_FRACTION * min(h, w)
+    kernel = min(int(4 * sigma) // 2 * 2 + 1, (min(h, w) - 1) // 2 * 2 + 1)
+    keep = 1.0 - holes
+    sig = torch.full((b, 2), sigma, device=images.device, dtype=images.dtype)
+    num = kornia.filters.gaussian_blur2d(images * keep, kernel, sig)
+    den = kornia.filters.gaussian_blur2d(keep, kernel, sig)
+    mean = (images * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1)
+    eps = 1e-3
+    filled = (num + eps * mean) / (den + eps)
+    return torch.where(holes > 0, filled, images)
+
+
+@torch.no_grad()
+def swap_backgrounds(
+    images: torch.Tensor,
+    foreground: torch.Tensor,
+    p: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Give each image of a (B, 3, H, W) batch, with probability `p`, another image's background.
+
+    `foreground` (B, H, W) bool marks each image's hand (and arm). An image that fires keeps its
+    foreground pixels and takes every other pixel from its partner, image (i + k) mod B of the
+    same batch (one random k in [1, B - 1] per call, so never itself), whose own hand (dilated by
+    one pixel to drop its antialiased rim) is first filled in from its surroundings
+    (`_fill_holes`). Called once per view, so the two views of an image get different
+    backgrounds and only the hand is left for a contrastive objective to match (the background
+    augmentation of Ryali et al., ICCV 2021, with masks instead of saliency). Samples that do not
+    fire are returned bit for bit; p = 0 or B = 1 returns `images` itself.
+    """
+    b = images.shape[0]
+    if foreground.shape != (b, *images.shape[2:]):
+        raise ValueError(
+            f"foreground must be {(b, *images.shape[2:])}, got {tuple(foreground.shape)}"
+        )
+    if not 0 <= p <= 1:
+        raise ValueError(f"background swap probability must be in [0, 1], got {p}")
+    if p == 0 or b < 2:
+        return images
+    fire = torch.rand(b, generator=generator) < p
+    k = int(torch.randint(1, b, (1,), generator=generator))
+    if not fire.any():
+        return images
+    partner = torch.roll(images, -k, dims=0)
+    fg = foreground.to(images.dtype)[:, None]
+    partner_hand = F.max_pool2d(torch.roll(fg, -k, dims=0), 3, stride=1, padding=1)
+    background = _fill_holes(partner, partner_hand)
+    swapped = fg * images + (1 - fg) * background
+    return _where(fire, swapped.to(images.dtype), images)

@@ -19,7 +19,8 @@ import torch
 from equihand import augment, mim, objectives
 from equihand.config import load_schema, validate, write_resolved
 from equihand.data.cache import Prefetcher, PreparedData
-from equihand.errors import UserError
+from equihand.data.layout import UNKNOWN_PART
+from equihand.errors import DataError, UserError
 from equihand.models import build_contrastive_model, build_masked_model
 from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
 
@@ -34,11 +35,43 @@ def load_images(images, positions: np.ndarray, device: torch.device, channels_la
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
 
 
-def contrastive_loss(model, batch, aug_cfg, objective, temperature: float) -> torch.Tensor:
+def foreground_reader(data: PreparedData, cache_dir: Path):
+    """The cache's part masks, which pretrain.background_swap_p needs."""
+    if not data.has("parts"):
+        raise UserError(
+            f"pretrain.background_swap_p > 0 needs foreground masks, but the cache {cache_dir} has "
+            "no parts.npy (its dataset has no part masks); set pretrain.background_swap_p: 0"
+        )
+    return data.reader("parts")
+
+
+def load_foreground(parts, rows: np.ndarray, device: torch.device, cache_dir: Path):
+    """Part labels of cache rows -> (B, H, W) bool, True on the hand and arm (label > 0)."""
+    labels = np.ascontiguousarray(parts[rows])
+    if (labels == UNKNOWN_PART).any():
+        bad = int(rows[np.flatnonzero((labels == UNKNOWN_PART).any(axis=(1, 2)))[0]])
+        raise DataError(
+            f"{cache_dir}/parts.npy: row {bad} has no part mask (value {UNKNOWN_PART}), so its "
+            "background cannot be swapped; set pretrain.background_swap_p: 0 for this dataset"
+        )
+    return torch.from_numpy(labels > 0).to(device)
+
+
+def views_of(batch, foreground, aug_cfg, swap_p: float):
+    """One augmented view of `batch` (B, 3, H, W), its background first swapped with probability
+    `swap_p` (foreground (B, H, W) bool, or None when swap_p is 0)."""
+    if swap_p > 0:
+        batch = augment.swap_backgrounds(batch, foreground, swap_p)
+    return augment.augment_view(batch, aug_cfg)
+
+
+def contrastive_loss(
+    model, batch, aug_cfg, objective, temperature: float, foreground=None, swap_p: float = 0.0
+) -> torch.Tensor:
     """Two augmented views of `batch` (B, 3, H, W) -> one forward pass -> the objective."""
     with torch.no_grad():
-        view1, geom1 = augment.augment_view(batch, aug_cfg)
-        view2, geom2 = augment.augment_view(batch, aug_cfg)
+        view1, geom1 = views_of(batch, foreground, aug_cfg, swap_p)
+        view2, geom2 = views_of(batch, foreground, aug_cfg, swap_p)
     z1, z2 = model(torch.cat([view1, view2])).float().chunk(2)
     return objective(z1, z2, geom1, geom2, temperature=temperature, image_size=batch.shape[-1])
 
@@ -56,14 +89,23 @@ def mim_settings(cfg: dict, image_size: int) -> dict:
 
 
 def masked_loss(
-    model, batch, aug_cfg, spec: objectives.ObjectiveSpec, temperature: float, settings: dict
+    model,
+    batch,
+    aug_cfg,
+    spec: objectives.ObjectiveSpec,
+    temperature: float,
+    settings: dict,
+    foreground=None,
+    swap_p: float = 0.0,
 ) -> torch.Tensor:
     """Masked objectives: mask patches of a view of `batch` (B, 3, H, W), reconstruct them and,
     when the objective is also contrastive, project two unmasked views in the same pass."""
     b, size, patch = batch.shape[0], batch.shape[-1], settings["patch_size"]
     with torch.no_grad():
-        view1, geom1 = augment.augment_view(batch, aug_cfg)
-        view2, geom2 = augment.augment_view(batch, aug_cfg) if spec.contrastive else (None, None)
+        view1, geom1 = views_of(batch, foreground, aug_cfg, swap_p)
+        view2, geom2 = (
+            views_of(batch, foreground, aug_cfg, swap_p) if spec.contrastive else (None, None)
+        )
         mask = mim.random_patch_mask(b, size // patch, settings["mask_ratio"], device=batch.device)
         masked = mim.mask_images(view1, mask, patch)
     if spec.contrastive:
@@ -87,6 +129,8 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     # and a batch ahead, on a background thread (data.cache.Prefetcher)
     images = Prefetcher(data.reader("images"))
     size = images.shape[1]
+    swap_p = cfg["background_swap_p"]
+    parts = foreground_reader(data, cache_dir) if swap_p > 0 else None
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
     device = runtime_setup(config)
     channels_last = config["train"]["channels_last"]
@@ -103,11 +147,17 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
     model = place(model, device, config)
 
     def step_loss(model, positions):
-        batch = load_images(images, pool[positions], device, channels_last)
+        rows = pool[positions]
+        batch = load_images(images, rows, device, channels_last)
+        fg = None if parts is None else load_foreground(parts, rows, device, cache_dir)
         if spec.masked:
-            loss = masked_loss(model, batch, aug_cfg, spec, cfg["temperature"], cfg["mim"])
+            loss = masked_loss(
+                model, batch, aug_cfg, spec, cfg["temperature"], cfg["mim"], fg, swap_p
+            )
         else:
-            loss = contrastive_loss(model, batch, aug_cfg, spec.loss, cfg["temperature"])
+            loss = contrastive_loss(
+                model, batch, aug_cfg, spec.loss, cfg["temperature"], fg, swap_p
+            )
         return loss, passes * len(positions)
 
     out_dir = Path(out_dir)
@@ -119,6 +169,8 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
         model, history = fit(loop, model, device)
     finally:
         images.close()
+        if parts is not None:
+            parts.close()
     extra = {"objective": cfg["objective"], "pool_size": len(pool), "resolution": size}
     return finish(loop, model, history, out_dir / MODEL_NAME, extra)
 

@@ -38,6 +38,7 @@ BONES = tuple(
 )
 SCALE_BONE = (9, 10)  # the reference bone FreiHAND's *_scale.json measures
 PART_NAMES = ("background", "palm", *FINGERS, "forearm")
+UNKNOWN_PART = 255  # parts.npy value in a split that has no part masks
 
 
 def image_path(root: str | Path, split: str, index: int) -> Path:

@@ -56,6 +56,7 @@ from PIL import Image
 from equihand import config as config_module
 from equihand import progress
 from equihand.data.layout import (
+    UNKNOWN_PART,
     N_JOINTS,
     PART_NAMES,
     SPLITS,
@@ -70,7 +71,6 @@ FORMAT_VERSION = 1
 CHUNK = 64  # images per decoding task: bounds the memory in flight per worker
 MAX_ASPECT = 1.05  # "square-ish": longer side at most 5% longer than the shorter one
 UV_TOLERANCE_PX = 1.0  # a provided <split>_uv.json must agree with the projection of xyz by K
-UNKNOWN_PART = 255  # parts.npy value in a split that has no part masks
 _IMAGE_NAME = re.compile(r"^(\d{8})\.jpg$")
 
 
