@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv study smoke test lint clean
+.PHONY: venv system-packages study smoke test lint clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,12 @@ study: venv
 smoke: venv
 	snakemake --cores $(CORES) --configfile config/smoke.yaml --config results_dir=results/smoke data_dir=data/smoke
 
+## Debian packages the tests need (slurm-wlm, munge, git), installed when missing.
+system-packages:
+	bash tools/system-packages.sh
+
 ## Every test (unit, integration, workflow).
-test: venv
+test: venv system-packages
 	pytest -q
 
 lint: venv
