@@ -8,14 +8,18 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, tiny_config
 from PIL import Image
 
 from equihand import cli
+from equihand.checkpoint import load_checkpoint, save_checkpoint
 from equihand.data.cache import PreparedData
 from equihand.evaluate import evaluate
-from equihand.finetune import finetune
-from equihand.pretrain import pretrain
+from equihand.finetune import Labels, finetune, labeled_subset, root_range
+from equihand.models import build_pose_model
+from equihand.pretrain import load_images, pretrain
+from equihand.train import autocast, place
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +72,83 @@ def test_evaluate_refuses_a_pretraining_checkpoint(cache, tmp_path, capsys):
     assert cli.main([*args, "--out", str(tmp_path / "eval")]) == 2
     assert "expected 'finetune'" in capsys.readouterr().err
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+# --- root refinement and checkpoints without it -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refined(cache, tmp_path_factory) -> Path:
+    """`finetuned`'s run with model.root_refine on."""
+    out = tmp_path_factory.mktemp("ft_refined")
+    return finetune(cache, out, tiny_config("finetune.max_steps=2", "model.root_refine=true"), None)
+
+
+def _metrics_csv(checkpoint: Path) -> list[dict]:
+    with open(checkpoint.parent / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_refinement_leaves_the_2_5d_model_as_it_was(finetuned, refined):
+    # the refiner reads detached inputs: the encoder and 2.5D head train bitwise as without it;
+    # the 3D changes with the root depth it is placed at (perspective: also its aligned shape)
+    plain, ref = (load_checkpoint(p, kind="finetune")["model"] for p in (finetuned, refined))
+    assert set(ref) - set(plain) and all(k.startswith("refiner.") for k in set(ref) - set(plain))
+    assert all(torch.equal(v, ref[k]) for k, v in plain.items())
+    rows = _metrics_csv(finetuned), _metrics_csv(refined)
+    assert rows[0][-1]["val_epe_cm"] != rows[1][-1]["val_epe_cm"]
+
+
+def test_evaluation_places_3d_with_the_recorded_refined_root(cache, refined, tmp_path):
+    record = load_checkpoint(refined, kind="finetune")
+    data = PreparedData(cache)
+    labels = Labels(data)
+    rows = labeled_subset(data.split("labeled"), 1.0, 0)
+    low, high = root_range(labels.root[torch.from_numpy(rows)], 0.25)
+    assert record["extra"]["root_depth_range"] == [low, high]
+    torch.testing.assert_close(record["model"]["refiner.depth_range"], torch.tensor([low, high]))
+
+    result = evaluate(refined, cache, "test", tmp_path / "eval", tiny_config())
+    assert result["root_refine"] is True
+    # the evaluated model, rebuilt by hand from the checkpoint: the refined root depth it
+    # predicts is where pred.json puts each wrist
+    model = build_pose_model(record["config"]["model"])
+    model.load_state_dict(record["model"])
+    model = place(model.eval(), torch.device("cpu"), record["config"])
+    test = data.split("test")
+    idx = torch.from_numpy(test)
+    images = load_images(data.images, test, torch.device("cpu"), channels_last=True)
+    with torch.no_grad(), autocast(torch.device("cpu"), record["config"]["train"]):
+        out = model(images, labels.K[idx])
+    xyz = torch.tensor(json.loads((tmp_path / "eval" / "pred.json").read_text())[0])
+    wrist_depth = xyz[:, 0, 2] / labels.scale[idx] - out["zr"][:, 0].float()  # zr_0 is learned
+    torch.testing.assert_close(wrist_depth, out["root"], rtol=1e-4, atol=1e-4)
+    assert ((out["root"] - out["root_closed"]).abs() > 1e-4).all()  # the MLP has learned
+    assert ((out["root_closed"] >= low - 1e-4) & (out["root_closed"] <= high + 1e-4)).all()
+
+
+def test_a_checkpoint_from_before_root_refine_still_evaluates(cache, finetuned, tmp_path):
+    # written by the current code with root_refine false, then stripped of every key the option
+    # added: what an older equihand wrote
+    record = load_checkpoint(finetuned, kind="finetune")
+    for key in ("root_refine", "root_refine_hidden", "root_refine_margin"):
+        del record["config"]["model"][key]
+    del record["config"]["finetune"]["root_weight"]
+    del record["extra"]["root_depth_range"]
+    old = save_checkpoint(tmp_path / "old.pt", {k: v for k, v in record.items() if k != "format"})
+    now = evaluate(finetuned, cache, "test", tmp_path / "now", tiny_config())
+    before = evaluate(old, cache, "test", tmp_path / "old", tiny_config())
+    assert before["root_refine"] is False
+    for key in ("epe_cm", "pa_epe_cm", "auc", "pa_auc"):
+        assert before[key] == now[key], key
+
+
+def test_weights_that_do_not_fit_their_config_are_a_clear_error(cache, finetuned, tmp_path, capsys):
+    record = load_checkpoint(finetuned, kind="finetune")
+    record["config"]["model"]["root_refine"] = True  # but the weights have no refiner
+    bad = save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in record.items() if k != "format"})
+    sets = [a for o in TINY for a in ("--set", o)]
+    args = ["evaluate", *sets, "--checkpoint", str(bad), "--data", str(cache)]
+    assert cli.main([*args, "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit" in err and "root_refine=True" in err and "Traceback" not in err

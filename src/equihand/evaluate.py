@@ -6,6 +6,9 @@ AUC, PA-AUC in FreiHAND's units, root-relative EPE, 2D errors), `per_sample.csv`
 `pred.json` in FreiHAND's submission format ([xyz list, verts list], metres; no vertices), a grid
 of qualitative predictions (`qualitative.png`, true skeleton white, predicted in colour) and the
 resolved config. The test split is read here and nowhere in training.
+
+A checkpoint whose model has a root refiner (``model.root_refine``) places its 3D with the refined
+root depth; one written without it, or before the option existed, with the closed form.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from equihand.config import write_resolved
 from equihand.data.cache import SPLIT_NAMES, PreparedData
 from equihand.data.layout import BONES, JOINT_NAMES
 from equihand.data.synth import draw_skeleton
+from equihand.errors import UserError
 from equihand.finetune import Labels, predict
 from equihand.io import atomic_path, atomic_write_json, atomic_write_text
 from equihand.models import build_pose_model
@@ -66,7 +70,14 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
     labels = Labels(data)
     device = runtime_setup(config)
     model = build_pose_model(run_config["model"])
-    model.load_state_dict(record["model"])
+    try:
+        model.load_state_dict(record["model"])
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:600]
+        raise UserError(
+            f"{checkpoint}: its model weights do not fit the model its own config describes "
+            f"(model.root_refine={run_config['model'].get('root_refine', False)}): {detail}"
+        ) from None
     model = place(model, device, run_config)
     batch_size = run_config["finetune"]["eval_batch_size"]
     uv_pred, xyz_pred = predict(model, data.images, rows, labels, device, run_config, batch_size)
@@ -85,6 +96,7 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
             "backbone": run_config["model"]["backbone"],
             "label_fraction": run_config["finetune"]["label_fraction"],
             "seed": run_config["finetune"]["seed"],
+            "root_refine": model.refiner is not None,
         }
     )
 

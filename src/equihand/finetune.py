@@ -6,6 +6,12 @@ is scored on the validation split (3D joint errors after recovering 3D from the 
 the intrinsics and the reference-bone scale, equihand.pose), and the weights of the epoch with the
 lowest validation PA-EPE are kept. The test split is never read here. Writes `model.pt`,
 `metrics.csv`, `config.yaml`.
+
+With ``model.root_refine`` the model also learns the root depth (equihand.models.RootRefiner):
+its clamp range is recorded from the run's labeled images, the loss adds
+``finetune.root_weight`` x L1 of the refined root depth against the true one (bone units; under
+augmentation the intrinsics follow the image, K' = A K, so the true depth is unchanged), and 3D
+is placed with the refined root everywhere (validation, `equihand evaluate`, pred.json).
 """
 
 from __future__ import annotations
@@ -57,6 +63,22 @@ class Labels:
         self.K = torch.from_numpy(np.array(data.K, dtype=np.float32))
         self.scale = torch.from_numpy(np.array(data.scale, dtype=np.float32))
         _, self.zr = pose.to_25d(self.xyz, self.K, self.scale)
+        self.root = pose.true_root_depth(self.xyz, self.scale)  # bone units
+
+
+def root_range(root: torch.Tensor, margin: float) -> tuple[float, float]:
+    """The refiner's clamp range: [min / (1 + margin), max * (1 + margin)] of true root depths."""
+    if len(root) == 0 or not bool(torch.isfinite(root).all()) or float(root.min()) <= 0:
+        raise TrainingError(
+            "model.root_refine needs finite, positive true root depths in the labeled images"
+        )
+    low, high = float(root.min()) / (1 + margin), float(root.max()) * (1 + margin)
+    if high <= low:  # a single depth and margin 0
+        raise TrainingError(
+            f"model.root_refine: the labeled root depths span no range ({low:g}); "
+            "set model.root_refine_margin above 0"
+        )
+    return low, high
 
 
 def augments(cfg: dict, n_labeled: int) -> bool:
@@ -66,16 +88,25 @@ def augments(cfg: dict, n_labeled: int) -> bool:
     return bool(cfg["augment"]) and (limit == 0 or n_labeled <= limit)
 
 
-def pose_loss(model, batch, uv, zr, aug_cfg, zr_weight: float) -> torch.Tensor:
+def pose_loss(
+    model, batch, uv, zr, aug_cfg, zr_weight: float, K=None, root=None, root_weight: float = 0.0
+) -> torch.Tensor:
     """L1 on normalised 2D keypoints + weighted L1 on root-relative depth, after augmenting
-    `batch` (and moving `uv` with it) when `aug_cfg` is given."""
+    `batch` (and moving `uv` and the intrinsics `K` with it) when `aug_cfg` is given; for a model
+    with a root refiner, given K and the true root depth `root` (bone units), + root_weight x L1
+    of the refined root depth."""
     if aug_cfg is not None:
         with torch.no_grad():
             batch, geom = augment.augment_view(batch, aug_cfg)
-            uv = augment.transform_points(geom.matrix.to(uv.device), uv)
-    pred = model(batch)
+            matrix = geom.matrix.to(uv.device)
+            uv = augment.transform_points(matrix, uv)
+            K = None if K is None else matrix @ K
+    pred = model(batch, K)
     loss_uv = F.l1_loss(pred["uv_norm"].float(), pose.uv_to_norm(uv, batch.shape[-1]))
-    return loss_uv + zr_weight * F.l1_loss(pred["zr"].float(), zr)
+    loss = loss_uv + zr_weight * F.l1_loss(pred["zr"].float(), zr)
+    if "root" in pred:
+        loss = loss + root_weight * F.l1_loss(pred["root"], root)
+    return loss
 
 
 @torch.no_grad()
@@ -88,12 +119,14 @@ def predict(model, images, rows, labels: Labels, device, config, batch_size):
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         batch = load_images(images, chunk, device, config["train"]["channels_last"])
-        with autocast(device, config["train"]):
-            pred = model(batch)
-        uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
         idx = torch.from_numpy(chunk)
+        K = labels.K[idx]
+        with autocast(device, config["train"]):
+            pred = model(batch, K.to(device))
+        uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
+        root = pred["root"].float().cpu() if "root" in pred else None  # else the closed form
         uvs.append(uv)
-        xyzs.append(pose.from_25d(uv, pred["zr"].float().cpu(), labels.K[idx], labels.scale[idx]))
+        xyzs.append(pose.from_25d(uv, pred["zr"].float().cpu(), K, labels.scale[idx], root))
     return torch.cat(uvs), torch.cat(xyzs)
 
 
@@ -117,7 +150,13 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
     aug = aug_cfg if augments(cfg, len(rows)) else None
 
     torch.manual_seed(cfg["seed"])
-    model = build_pose_model(config["model"])
+    refine = config["model"]["root_refine"]
+    depth_range = None
+    if refine:
+        depth_range = root_range(
+            labels.root[torch.from_numpy(rows)], config["model"]["root_refine_margin"]
+        )
+    model = build_pose_model(config["model"], depth_range)
     source, objective = "scratch", "none"
     if pretrained is not None:
         state = load_checkpoint(pretrained, kind="pretrain")
@@ -135,7 +174,10 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
         idx = torch.from_numpy(chosen)
         batch = load_images(images, chosen, device, channels_last)
         uv, zr = labels.uv[idx].to(device), labels.zr[idx].to(device)
-        return pose_loss(model, batch, uv, zr, aug, cfg["zr_weight"]), len(chosen)
+        K = labels.K[idx].to(device) if refine else None
+        root = labels.root[idx].to(device) if refine else None
+        loss = pose_loss(model, batch, uv, zr, aug, cfg["zr_weight"], K, root, cfg["root_weight"])
+        return loss, len(chosen)
 
     def evaluate(model):
         xyz = predict_xyz(model, images, val, labels, device, config, cfg["eval_batch_size"])
@@ -163,6 +205,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
         "selected_on": SELECT_ON,
         "best_val": history.best,
         "best_step": history.best_step,
+        "root_depth_range": list(depth_range) if depth_range is not None else None,
     }
     return finish(loop, model, history, out_dir / MODEL_NAME, extra)
 

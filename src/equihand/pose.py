@@ -124,23 +124,41 @@ def root_depth(rays: torch.Tensor, zr: torch.Tensor, bone: tuple[int, int] = SCA
     return torch.where(b > 0, stable, direct)
 
 
+def rays(uv: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pixels (B, J, 2) -> normalised rays K^-1 (u, v, 1) (B, J, 3), in at least float32."""
+    dtype = _work_dtype(uv, K)
+    uv = uv.to(dtype)
+    K = torch.as_tensor(K, dtype=dtype, device=uv.device)
+    homog = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)  # (B, J, 3)
+    K = K.expand(uv.shape[0], 3, 3) if K.dim() == 2 else K
+    return torch.linalg.solve(K, homog.transpose(-1, -2)).transpose(-1, -2)
+
+
+def true_root_depth(xyz: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """The root's camera depth in reference-bone units, Z_0 / scale (B,): what ``root_depth``
+    recovers from exact 2.5D, and the target of a learned root refinement."""
+    return xyz[:, ROOT, 2] / _scale_column(scale, xyz).reshape(-1)
+
+
 def from_25d(
-    uv: torch.Tensor, zr: torch.Tensor, K: torch.Tensor, scale: torch.Tensor | float
+    uv: torch.Tensor,
+    zr: torch.Tensor,
+    K: torch.Tensor,
+    scale: torch.Tensor | float,
+    root: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(uv (B, 21, 2) pixels, zr (B, 21)) + intrinsics + reference bone length -> xyz (B, 21, 3).
 
     The exact inverse of ``to_25d`` wherever the larger root is the true one (see the module
-    docstring); always finite for finite inputs and an invertible K.
+    docstring); always finite for finite inputs and an invertible K. `root` (B,), in bone units,
+    replaces the closed-form root depth when given (e.g. a learned refinement of it).
     """
     dtype = _work_dtype(uv, zr, K)
     uv, zr = uv.to(dtype), zr.to(dtype)
-    K = torch.as_tensor(K, dtype=dtype, device=uv.device)
-    homog = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)  # (B, J, 3)
-    K = K.expand(uv.shape[0], 3, 3) if K.dim() == 2 else K
-    rays = torch.linalg.solve(K, homog.transpose(-1, -2)).transpose(-1, -2)  # K^-1 (u, v, 1)
-    z_root = root_depth(rays, zr)
+    r = rays(uv, K)
+    z_root = root_depth(r, zr) if root is None else root.to(dtype)
     depth = z_root[:, None] + zr  # (B, J), bone units
-    return _scale_column(scale, uv)[..., None] * depth[..., None] * rays
+    return _scale_column(scale, uv)[..., None] * depth[..., None] * r
 
 
 def uv_to_norm(uv: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
