@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -20,6 +21,7 @@ from equihand.report import (
     label_effect_text,
     read_reference,
     reference_text,
+    unaligned_reference_text,
     write_report,
 )
 
@@ -228,3 +230,40 @@ def test_label_effect_pairs_each_fraction_with_the_largest_by_seed():
     # equivariant: d = -0.1, +0.1, +0.1: the CI contains 0
     assert "10%: +0.03 cm over 3 seeds" in text and "(within seed noise)" in text
     assert label_effect_text(_runs({"none": [2.0, 2.1]}, 0.1), rep) == []  # one fraction only
+
+
+def test_unaligned_reference_is_printed_beside_the_table_and_judged(tmp_path):
+    runs = pd.concat(
+        [
+            _runs({"none": [3.0, 3.2], "equivariant": [2.0, 2.2]}, 0.1),
+            _runs({"none": [3.0, 3.2], "equivariant": [2.0, 2.2]}, 1.0),
+        ]
+    )
+    runs.loc[runs["label_fraction"] == 1.0, ["epe_cm", "auc"]] = [4.0, 0.3]  # only 100% learns
+    table = ablation_table(runs)
+    ref = {"test_pa_epe_cm": 2.5, "candidates": 200}
+    un = {"test_epe_cm": 8.0, "test_auc": 0.1}
+    assert unaligned_reference_text(table, ref) is None  # a reference.json from before
+    text = unaligned_reference_text(table, ref | {"unaligned": un})
+    assert "EPE of 8.00 cm and an AUC of 0.100" in text
+    assert "Mean EPE below it and mean AUC above it: `none` at 100%, `equivariant` at 100%." in text
+    none = unaligned_reference_text(table, ref | {"unaligned": {**un, "test_epe_cm": 3.0}})
+    assert "No objective has a lower mean EPE and a higher mean AUC" in none
+
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "reference.json").write_text(json.dumps(ref | {"unaligned": un}))
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    Image.new("RGB", (8, 8), "red").save(figures / "pa_epe_per_objective.png")
+    config = load_config(None, ["report.bootstrap_samples=200"])
+    write_report(
+        tmp_path / "runs.csv", figures, tmp_path / "out", config, tmp_path / "reference.json"
+    )
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    table_end = md.index("| equivariant | resnet18 | 1 |")
+    beside = md.index("References on the test split")
+    assert table_end < beside < md.index("## Statistics")
+    assert "PA-EPE 2.50 cm" in md[beside:] and "EPE 8.00 cm and AUC 0.100" in md[beside:]
+    (tmp_path / "reference.json").write_text(json.dumps(ref | {"unaligned": {"test_auc": 1}}))
+    with pytest.raises(UserError, match=r"reference\.json"):
+        read_reference(tmp_path / "reference.json")

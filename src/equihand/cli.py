@@ -24,7 +24,7 @@ STEPS = {
     "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
     "aggregate": ("equihand.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
     "figures": ("equihand.figures", "the study's figures (PNG and PDF) from its evaluations"),
-    "reference": ("equihand.reference", "the constant-pose PA-EPE a model must beat"),
+    "reference": ("equihand.reference", "the PA-EPE, EPE and AUC a model must beat"),
     "probe-data": ("equihand.probe_data", "whole-image and part-crop sets of the part probe"),
     "probe": ("equihand.probe", "linear probes and retrieval of one frozen encoder"),
     "part-aware": ("equihand.part_aware", "the part-aware table, figure and claims over runs"),

@@ -207,6 +207,43 @@ def reference_text(table: pd.DataFrame, reference: dict) -> str:
     return head + f"Mean PA-EPE below it: {cells}."
 
 
+def references_line(reference: dict) -> str:
+    """The references of the table's columns, printed beside it."""
+    line = (
+        f"References on the test split (`equihand reference`): one fixed training pose, PA-EPE "
+        f"{reference['test_pa_epe_cm']:.2f} cm"
+    )
+    un = reference.get("unaligned")
+    if un is not None:
+        line += (
+            f"; the mean training pose at the mean training root depth on the ray through the "
+            f"image centre, EPE {un['test_epe_cm']:.2f} cm and AUC {un['test_auc']:.3f}"
+        )
+    return line + "."
+
+
+def unaligned_reference_text(table: pd.DataFrame, reference: dict) -> str | None:
+    """How the objectives' EPE and AUC compare with the unaligned reference (None without one)."""
+    un = reference.get("unaligned")
+    if un is None:
+        return None
+    epe, auc = un["test_epe_cm"], un["test_auc"]
+    head = (
+        f"For the unaligned measures, predicting the mean training pose at the mean training "
+        f"root depth on the ray through the image centre (with each image's intrinsics and bone "
+        f"length, which the models are given too) scores an EPE of {epe:.2f} cm and an AUC of "
+        f"{auc:.3f}. "
+    )
+    better = table[(table["epe_cm_mean"] < epe) & (table["auc_mean"] > auc)]
+    if better.empty:
+        return head + (
+            "No objective has a lower mean EPE and a higher mean AUC at any label fraction: no "
+            "model places the hand in 3D better than where a hand usually is."
+        )
+    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in better.itertuples())
+    return head + f"Mean EPE below it and mean AUC above it: {cells}."
+
+
 def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
     """Per backbone and objective: what fewer labels cost, each smaller label fraction against
     the largest, paired by seed with the report's bootstrap CI (d_s = PA-EPE(small, s) -
@@ -416,6 +453,8 @@ def read_reference(path: Path) -> dict:
     try:
         reference = json.loads(Path(path).read_text())
         float(reference["test_pa_epe_cm"]), int(reference["candidates"])
+        if "unaligned" in reference:  # absent from references written before it existed
+            float(reference["unaligned"]["test_epe_cm"]), float(reference["unaligned"]["test_auc"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(
             f"{path}: not a reference.json written by `equihand reference` ({e!r})"
@@ -452,6 +491,7 @@ def write_report(
         ("h2", "Ablation table"),
         ("p", "Mean ± standard deviation over seeds; the last column is the gain over none."),
         ("table", to_markdown(table), display_table(table)),
+        *([("p", references_line(ref))] if ref is not None else []),
         ("h2", "Statistics"),
         *[("p", p) for p in statistics_text(comps, rep)],
         ("table", markdown_table(_comparison_table(comps)), _comparison_table(comps))
@@ -461,6 +501,11 @@ def write_report(
         *[("p", p) for p in answer(table, comps)],
         *[("p", p) for p in label_effect_text(runs, rep)],
         *([("p", reference_text(table, ref))] if ref is not None else []),
+        *(
+            [("p", text)]
+            if ref is not None and (text := unaligned_reference_text(table, ref))
+            else []
+        ),
         ("h2", "Figures"),
         *[("figure", png, FIGURES[png.stem]) for png in figures],
         *probe_blocks,
