@@ -306,6 +306,38 @@ def test_imagenet_init_loads_the_cached_weights(monkeypatch, pose_model):
         assert torch.equal(value, cached[key]), key
 
 
+def test_imagenet_init_reads_a_weights_file_in_the_hub_cache_offline(monkeypatch, tmp_path):
+    # the offline path of README and config/freihand.yaml: torchvision's file, named as in its
+    # URL, in $TORCH_HOME/hub/checkpoints; nothing is downloaded
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(f"no network for {url}")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    weights = torchvision.models.get_model_weights("resnet18").DEFAULT
+    target = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    with torch.device("meta"):
+        shapes = torchvision.models.resnet18().state_dict()  # with ImageNet's 1000-class fc
+    g = torch.Generator().manual_seed(11)
+    state = {
+        k: torch.randn(v.shape, generator=g)
+        if v.is_floating_point()
+        else torch.zeros((), dtype=v.dtype)
+        for k, v in shapes.items()
+    }
+    target.parent.mkdir(parents=True)
+    torch.save(state, target)
+    net, _ = models.build_backbone("resnet18", "imagenet")
+    loaded = net.state_dict()
+    assert set(loaded) == {k for k in state if not k.startswith("fc.")}
+    assert all(torch.equal(v, state[k]) for k, v in loaded.items())
+
+    target.unlink()  # without the file, the error names where to put it
+    with pytest.raises(UserError) as info:
+        models.build_backbone("resnet18", "imagenet")
+    assert str(target) in str(info.value) and "no network" in str(info.value)
+
+
 def test_backbone_state_moves_from_pretraining_to_finetuning(contrastive, pose_model, built):
     images = _images(2)
     contrastive.eval()
