@@ -20,7 +20,9 @@
   a correction by an MLP (Linear-BN-LeakyReLU x2 -> 1) reading the 21 relative depths, the 42
   normalised ray coordinates (x, y) of K^-1 (u, v, 1) of the predicted 2D joints (the root's,
   then the others' relative to it: the hand's image size is then a difference the MLP need not
-  learn; on noisy 2D this cut its error by a fifth, tests) and the clamped closed form. Its
+  learn; on noisy 2D this cut its error by a fifth, tests) and the clamped closed form, its
+  output in units of the clamp range's half-width (in bone units, optimiser steps of ~lr moved
+  the correction too slowly: on a tiny synthetic run the refiner learned nothing). Its
   inputs are detached: the root-depth loss trains the MLP only, never the head or the encoder,
   which train exactly as without it. The 3D still changes beyond its placement: by perspective
   the recovered shape depends on the root depth, so PA-EPE moves a little too. The last layer
@@ -245,7 +247,10 @@ class RootRefiner(nn.Module):
             xy = r[..., :2]  # the root's ray, then every other joint's relative to it
             xy = torch.cat([xy[:, :1], xy[:, 1:] - xy[:, :1]], dim=1)
             x = torch.cat([zr, xy.flatten(1), closed[:, None]], dim=1)
-            root = closed + self.mlp(x).squeeze(1)
+            # the MLP's output is in units of the range's half-width: O(1) for the optimiser
+            # (in bone units an Adam step of ~lr moves a correction of several units too slowly)
+            half_width = (self.depth_range[1] - self.depth_range[0]) / 2
+            root = closed + half_width * self.mlp(x).squeeze(1)
         return {"root": root, "root_closed": closed}
 
 
