@@ -192,6 +192,7 @@ def finetune_curves(study: Study, cases: list[dict]) -> list[dict]:
                     "resolution": res,
                     "step": int(m["step"]),
                     "val_pa_epe_cm": m["val_pa_epe_cm"],
+                    "val_epe_cm": m["val_epe_cm"],
                     "reference_val_pa_epe_cm": study.reference(res, data),
                     "images_per_s": m["images_per_s"],
                     "wall_min": wall / 60,
@@ -217,6 +218,7 @@ def finetune_table(rows: list[dict]) -> str:
                 "best / reference": round(
                     best["val_pa_epe_cm"] / best["reference_val_pa_epe_cm"], 3
                 ),
+                "val EPE at best (cm)": round(best["val_epe_cm"], 1),
                 "images/s": round(sum(r["images_per_s"] for r in mine) / len(mine)),
                 "wall (min)": round(mine[0]["wall_min"], 1),
             }
