@@ -27,6 +27,7 @@ from equihand.data.synth import draw_skeleton
 from equihand.finetune import Labels, predict
 from equihand.io import atomic_path, atomic_write_json, atomic_write_text
 from equihand.models import build_pose_model
+from equihand.outputs import check_folder, claim_folder
 from equihand.train import place, runtime_setup
 
 GRID_SAMPLES = 16
@@ -58,7 +59,9 @@ def qualitative_grid(images: np.ndarray, uv_true, uv_pred, scale_px: float) -> I
     return sheet
 
 
-def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, config: dict) -> dict:
+def evaluate(
+    checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, config: dict, *, force=False
+) -> dict:
     record = load_checkpoint(checkpoint, kind="finetune")
     run_config = record["config"]
     data = PreparedData(cache_dir)
@@ -88,8 +91,7 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
         }
     )
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "evaluate", force=force)
     err = metrics.keypoint_errors(xyz_pred, xyz_true) * metrics.CM_PER_M
     pa = metrics.procrustes_align(xyz_pred, xyz_true)
     pa_err = metrics.keypoint_errors(pa, xyz_true) * metrics.CM_PER_M
@@ -143,7 +145,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    result = evaluate(Path(args.checkpoint), Path(args.data), args.split, Path(args.out), config)
+    check_folder(args.out, "evaluate", force=args.force)  # before the work
+    result = evaluate(
+        Path(args.checkpoint), Path(args.data), args.split, Path(args.out), config, force=args.force
+    )
     print(
         f"{args.split}: EPE {result['epe_cm']:.2f} cm, PA-EPE {result['pa_epe_cm']:.2f} cm, "
         f"AUC {result['auc']:.3f}, PA-AUC {result['pa_auc']:.3f} -> {args.out}"

@@ -17,6 +17,7 @@ from equihand import metrics
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
 from equihand.io import atomic_write_json
+from equihand.outputs import check_files, claim_files
 
 
 def constant_pose_pa_epe_cm(pose: np.ndarray, true: np.ndarray) -> float:
@@ -54,8 +55,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
+    check_files([args.out], "reference", force=args.force)
     rep = config["report"]
     ref = constant_pose_reference(Path(args.data), rep["reference_candidates"], rep["seed"])
+    claim_files([args.out], "reference", force=args.force)
     atomic_write_json(args.out, ref, indent=2)
     print(
         f"constant-pose reference: PA-EPE {ref['val_pa_epe_cm']:.2f} cm (val), "
