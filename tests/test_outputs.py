@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import tiny_config
 
+from equihand.checkpoint import save_checkpoint
 from equihand.errors import UserError
+from equihand.evaluate import evaluate
+from equihand.models import build_pose_model
 from equihand.outputs import (
     MARKER,
     check_folder,
@@ -253,3 +259,69 @@ def test_cli_force_keeps_the_old_content_and_reruns_need_no_force(tmp_path, cach
                       "--out", out)  # fmt: skip
     assert result.returncode == 0, result.stderr  # its own output: replaced without --force
     assert tree(tmp_path) == before  # the same bytes again; nothing else touched
+
+
+# --- checkpoints: every way a file fails to be the model evaluate needs ---------------------
+
+
+def finetuned(path: Path, *extra: str, **record) -> Path:
+    """A finetune checkpoint of the tiny config (random weights: evaluate needs no training)."""
+    config = tiny_config(*extra)
+    model = build_pose_model(tiny_config()["model"])
+    payload = {
+        "kind": "finetune",
+        "model": model.state_dict(),
+        "config": config,
+        "extra": {"pretrained": "scratch", "objective": "none", "resolution": 32},
+    }
+    return save_checkpoint(path, {**payload, **record})
+
+
+CHECKPOINTS = {
+    "text": (lambda p: p.write_text("hello\n"), [], "not a readable checkpoint"),
+    "foreign pickle": (
+        lambda p: p.write_bytes(pickle.dumps(pickle.Pickler)),
+        [],
+        "never loads other pickled objects",
+    ),
+    "no config": (lambda p: finetuned(p, config=None), [], "without its run's config"),
+    "backbones disagree": (
+        lambda p: finetuned(p, "model.backbone=resnet34"),
+        [],
+        "config says model.backbone=resnet34 but its weights hold resnet18",
+    ),
+    "wrong kind": (lambda p: finetuned(p, kind="pretrain"), [], "expected 'finetune'"),
+    "resolution": (
+        lambda p: finetuned(p, extra={"pretrained": "x", "objective": "x", "resolution": 64}),
+        [],
+        "trained on 64 px images, but the cache",
+    ),
+    "--set contradicts": (
+        finetuned,
+        ["--set", "model.backbone=resnet34"],
+        "--set model.backbone=resnet34 contradicts the checkpoint",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINTS)
+def test_cli_evaluate_refuses_what_is_not_its_model(case, tmp_path, cache):
+    make, sets, needle = CHECKPOINTS[case]
+    ckpt = tmp_path / "model.pt"
+    make(ckpt)
+    before = tree(tmp_path)
+    args = ["--checkpoint", ckpt, "--data", cache, "--out", tmp_path / "eval"]
+    result = equihand("evaluate", *sets, *args)
+    refused(result, str(ckpt) if case != "--set contradicts" else "resnet18", needle)
+    assert "weights_only" not in result.stderr
+    assert tree(tmp_path) == before  # no output folder either
+
+
+def test_evaluate_records_the_checkpoints_model(tmp_path, cache):
+    out = tmp_path / "eval"
+    # a model setting the user did not give is the default; the checkpoint's wins and is written
+    trained = tiny_config("model.projection_dim=32")["model"]
+    ckpt = finetuned(tmp_path / "model.pt", "model.projection_dim=32")
+    evaluate(ckpt, cache, "test", out, tiny_config())
+    written = yaml.safe_load((out / "config.yaml").read_text())["model"]
+    assert written == trained

@@ -113,6 +113,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(config, source)
 
 
+def _flatten(prefix: list[str], value: Any, source: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten([*prefix, str(k)], v, source, out)
+    else:
+        out[".".join(prefix)] = (value, source)
+
+
+def explicit_settings(path: str | Path | None, overrides: list[str] | None) -> dict:
+    """The keys a user set (not defaults): dotted key -> (value, where it came from), where is
+    ``--config FILE`` or ``--set KEY=VALUE``; an override wins over the file."""
+    out: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        _flatten([], data, f"--config {path}", out)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        _flatten(parts, value, f"--set {text}", out)
+    return out
+
+
 def write_resolved(config: dict, path: str | Path) -> Path:
     """Write the fully resolved config (defaults filled) beside a run's outputs."""
     return atomic_write_text(path, yaml.safe_dump(config, sort_keys=True))
