@@ -325,3 +325,23 @@ def test_evaluate_records_the_checkpoints_model(tmp_path, cache):
     evaluate(ckpt, cache, "test", out, tiny_config())
     written = yaml.safe_load((out / "config.yaml").read_text())["model"]
     assert written == trained
+
+
+# --- messages say where a bad value came from -----------------------------------------------
+
+
+def test_cli_blames_the_set_override_not_the_config_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("synth:\n  n_train: -2\n")
+    before = tree(tmp_path)
+    result = equihand("synth", "--set", "synth.n_train=-3", "--out", tmp_path / "x")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "(from --set synth.n_train=-3)" in result.stderr
+    assert "(defaults)" not in result.stderr
+    result = equihand("synth", "--config", config, "--set", "synth.n_eval=x", "--out", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    n_eval, n_train = (line for line in result.stderr.splitlines() if "'synth.n_" in line)
+    assert n_eval.endswith("(from --set synth.n_eval=x)")  # the override's fault
+    assert "--set" not in n_train  # the file's own
+    refused(equihand("synth", "--config", tmp_path, "--out", tmp_path / "x"), "is a folder")
+    assert tree(tmp_path) == before
