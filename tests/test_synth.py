@@ -538,7 +538,8 @@ def test_worker_count_does_not_change_bytes(tmp_path):
     one = synth.synthesize(tmp_path / "one", _cfg(**keys, workers=1))
     two = synth.synthesize(tmp_path / "two", _cfg(**keys, workers=2))
     h1, h2 = _hashes(one, exclude=("config.yaml",)), _hashes(two, exclude=("config.yaml",))
-    assert len(h1) == 2 * (70 + 3) + 2 * len(KEYS) + 2  # images, parts, json, meta, sheet
+    # images, parts, json, meta, sheet, the output marker
+    assert len(h1) == 2 * (70 + 3) + 2 * len(KEYS) + 3
     assert h1 == h2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from equihand.checkpoint import (
 from equihand.data.cache import PreparedData
 from equihand.errors import DataError, UserError
 from equihand.finetune import augments, finetune, labeled_subset
+from equihand.models import build_contrastive_model
 from equihand.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
 from equihand.pretrain import pretrain
 from equihand.train import Loop, TrainingError, fit
@@ -39,11 +41,20 @@ def state_equal(a: dict, b: dict) -> bool:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def payload(kind: str = "pretrain") -> dict:
+    """What a run saves: weights of the config's backbone, the config, the run's record."""
+    config = tiny_config()
+    model = build_contrastive_model(config["model"])
+    return {"kind": kind, "model": model.state_dict(), "config": config, "extra": {}}
+
+
 def test_checkpoint_round_trip(tmp_path):
-    path = save_checkpoint(tmp_path / "c.pt", {"kind": "pretrain", "model": {"w": torch.ones(2)}})
+    saved = payload()
+    path = save_checkpoint(tmp_path / "c.pt", saved)
     record = load_checkpoint(path, kind="pretrain")
     assert record["format_version"] == FORMAT_VERSION
-    assert torch.equal(record["model"]["w"], torch.ones(2))
+    w = "encoder.backbone.conv1.weight"
+    assert torch.equal(record["model"][w], saved["model"][w])
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -61,6 +72,19 @@ def test_checkpoint_round_trip(tmp_path):
             lambda p: save_checkpoint(p, {"kind": "finetune"}),
             "expected 'pretrain'",
         ),
+        (lambda p: p.write_text("hello world\n"), "not a readable checkpoint"),
+        (lambda p: torch.save([1, 2], p, pickle_protocol=4), "not a readable checkpoint"),
+        (lambda p: p.write_bytes(pickle.dumps(pickle.Pickler)), "never loads"),
+        (lambda p: save_checkpoint(p, {"kind": "pretrain"}), "without model weights"),
+        (lambda p: save_checkpoint(p, {**payload(), "config": None}), "without its run's config"),
+        (lambda p: save_checkpoint(p, {**payload(), "kind": "other"}), "unknown checkpoint kind"),
+        (
+            lambda p: save_checkpoint(
+                p, {**payload(), "config": tiny_config("model.backbone=resnet34")}
+            ),
+            "config says model.backbone=resnet34 but its weights hold resnet18",
+        ),
+        (lambda p: p.mkdir(), "is a folder"),
     ],
 )
 def test_checkpoint_errors_are_clear(tmp_path, make, message):
@@ -69,12 +93,11 @@ def test_checkpoint_errors_are_clear(tmp_path, make, message):
     with pytest.raises(CheckpointError, match=message) as info:
         load_checkpoint(path, kind="pretrain")
     assert str(path) in str(info.value)
+    assert "weights_only" not in str(info.value)  # never advise loading untrusted pickles
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    path = save_checkpoint(
-        tmp_path / "c.pt", {"kind": "pretrain", "model": {"w": torch.ones(1000)}}
-    )
+    path = save_checkpoint(tmp_path / "c.pt", payload())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):

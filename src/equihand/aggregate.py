@@ -16,6 +16,7 @@ import pandas as pd
 
 from equihand.errors import UserError
 from equihand.io import atomic_write_text
+from equihand.outputs import check_files, claim_files
 
 KEYS = ["objective", "backbone", "label_fraction"]
 METRICS = {"epe_cm": "EPE (cm)", "pa_epe_cm": "PA-EPE (cm)", "auc": "AUC", "pa_auc": "PA-AUC"}
@@ -130,10 +131,16 @@ def to_metrics(table: pd.DataFrame) -> dict:
     return metrics
 
 
-def aggregate(paths: list[Path], out_dir: Path) -> pd.DataFrame:
+OUTPUTS = ("runs.csv", "ablation.csv", "ablation.md", "ablation.tex", "metrics.json")
+
+
+def aggregate(paths: list[Path], out_dir: Path, *, force: bool = False) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    outputs = [out_dir / name for name in OUTPUTS]
+    check_files(outputs, "aggregate", force=force)
     runs = load_runs(paths)
     table = ablation_table(runs)
-    out_dir = Path(out_dir)
+    claim_files(outputs, "aggregate", force=force)
     atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
     atomic_write_text(out_dir / "ablation.csv", table.to_csv(index=False))
     atomic_write_text(out_dir / "ablation.md", to_markdown(table))
@@ -151,5 +158,5 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    table = aggregate([Path(p) for p in args.metrics], Path(args.out))
+    table = aggregate([Path(p) for p in args.metrics], Path(args.out), force=args.force)
     print(to_markdown(table))

@@ -33,6 +33,9 @@ STEPS = {
     "pull": ("equihand.pull", "dvc pull that checks every object's md5 before checking out"),
 }
 
+# steps that write no output of their own (dvc pull checks out what DVC tracks)
+NO_OUTPUT = {"pull"}
+
 
 def build_parser(step: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen `step`'s module is imported (steps import heavy libraries)."""
@@ -50,6 +53,13 @@ def build_parser(step: str | None = None) -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override one config key, e.g. --set synth.n_train=100 (repeatable)",
         )
+        if name not in NO_OUTPUT:
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="move an existing output that equihand did not write aside "
+                "(<name>.old-<time>) instead of refusing",
+            )
         if name == step:
             module = importlib.import_module(module_name)
             module.add_arguments(p)

@@ -57,11 +57,27 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"'{key}': {error.message}{hint}"
 
 
-def validate(config: dict, source: str = "config") -> dict:
-    """Validate `config` in place against the schema, filling defaults; return it."""
+def _origin(error: jsonschema.ValidationError, overrides: list[str]) -> str:
+    """`--set KEY=VALUE` when the last override touching the error's key set it, else ""."""
+    path = [str(p) for p in error.absolute_path]
+    for text in reversed(overrides):
+        parts = parse_override(text)[0]
+        n = min(len(parts), len(path))
+        if parts[:n] == path[:n] and (len(parts) <= len(path) or error.validator != "required"):
+            return f" (from --set {text})"
+    return ""
+
+
+def validate(config: dict, source: str = "config", overrides: list[str] | None = None) -> dict:
+    """Validate `config` in place against the schema, filling defaults; return it. An error on a
+    key one of `overrides` set is blamed on that `--set KEY=VALUE`."""
     errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
+        overrides = overrides or []
+        described = [_describe(e) + _origin(e, overrides) for e in errors]
+        if all(d.endswith(")") and "(from --set " in d for d in described):
+            source = "(command line)"
+        lines = "\n  ".join(described)
         raise ConfigError(f"invalid config {source}:\n  {lines}")
     return config
 
@@ -100,6 +116,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         source = str(path)
+        if path.is_dir():
+            raise ConfigError(f"--config {path} is a folder; expected a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
@@ -110,7 +128,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             kind = type(config).__name__
             raise ConfigError(f"config file {path} must hold a mapping, found {kind}")
     apply_overrides(config, overrides or [])
-    return validate(config, source)
+    return validate(config, source, overrides)
+
+
+def _flatten(prefix: list[str], value: Any, source: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten([*prefix, str(k)], v, source, out)
+    else:
+        out[".".join(prefix)] = (value, source)
+
+
+def explicit_settings(path: str | Path | None, overrides: list[str] | None) -> dict:
+    """The keys a user set (not defaults): dotted key -> (value, where it came from), where is
+    ``--config FILE`` or ``--set KEY=VALUE``; an override wins over the file."""
+    out: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        _flatten([], data, f"--config {path}", out)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        _flatten(parts, value, f"--set {text}", out)
+    return out
 
 
 def write_resolved(config: dict, path: str | Path) -> Path:

@@ -22,8 +22,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from equihand import metrics
-from equihand.checkpoint import load_checkpoint
-from equihand.config import write_resolved
+from equihand.checkpoint import CheckpointError, load_checkpoint
+from equihand.config import explicit_settings, write_resolved
 from equihand.data.cache import SPLIT_NAMES, PreparedData
 from equihand.data.layout import BONES, JOINT_NAMES
 from equihand.data.synth import draw_skeleton
@@ -31,6 +31,7 @@ from equihand.errors import UserError
 from equihand.finetune import Labels, predict
 from equihand.io import atomic_path, atomic_write_json, atomic_write_text
 from equihand.models import build_pose_model
+from equihand.outputs import check_folder, claim_folder
 from equihand.train import place, runtime_setup
 
 GRID_SAMPLES = 16
@@ -62,10 +63,51 @@ def qualitative_grid(images: np.ndarray, uv_true, uv_pred, scale_px: float) -> I
     return sheet
 
 
-def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, config: dict) -> dict:
+def _setting(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_requested(checkpoint: Path, run_config: dict, requested: dict) -> None:
+    """Refuse model settings the user asked for that the checkpoint contradicts: a model is
+    evaluated as it was trained (its checkpoint's `model` section), never rebuilt otherwise."""
+    for key, (value, source) in requested.items():
+        if key.split(".")[0] != "model":
+            continue
+        trained = _setting(run_config, key)
+        if value != trained:
+            raise UserError(
+                f"{source} contradicts the checkpoint {checkpoint}, trained with {key}={trained}: "
+                "evaluate uses the checkpoint's own model settings; drop the setting"
+            )
+
+
+def evaluate(
+    checkpoint: Path,
+    cache_dir: Path,
+    split: str,
+    out_dir: Path,
+    config: dict,
+    *,
+    force: bool = False,
+    requested: dict | None = None,
+) -> dict:
+    """`requested`: the settings the user gave (config.explicit_settings); model ones must agree
+    with the checkpoint's."""
     record = load_checkpoint(checkpoint, kind="finetune")
     run_config = record["config"]
+    check_requested(checkpoint, run_config, requested or {})
     data = PreparedData(cache_dir)
+    trained_px, cache_px = record["extra"].get("resolution"), data.images.shape[1]
+    if trained_px is not None and trained_px != cache_px:
+        raise UserError(
+            f"{checkpoint} was trained on {trained_px} px images, but the cache {cache_dir} holds "
+            f"{cache_px} px ones; evaluate on a cache prepared with prepare.resolution={trained_px}"
+        )
     rows = data.split(split)
     labels = Labels(data)
     device = runtime_setup(config)
@@ -73,9 +115,9 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
     try:
         model.load_state_dict(record["model"])
     except RuntimeError as e:
-        detail = " ".join(str(e).split())[:600]
-        raise UserError(
-            f"{checkpoint}: its model weights do not fit the model its own config describes "
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"{checkpoint}: its weights do not fit the pose model its config describes "
             f"(model.root_refine={run_config['model'].get('root_refine', False)}): {detail}"
         ) from None
     model = place(model, device, run_config)
@@ -100,8 +142,7 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
         }
     )
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "evaluate", force=force)
     err = metrics.keypoint_errors(xyz_pred, xyz_true) * metrics.CM_PER_M
     pa = metrics.procrustes_align(xyz_pred, xyz_true)
     pa_err = metrics.keypoint_errors(pa, xyz_true) * metrics.CM_PER_M
@@ -142,7 +183,8 @@ def evaluate(checkpoint: Path, cache_dir: Path, split: str, out_dir: Path, confi
     )
     with atomic_path(out_dir / "qualitative.png") as tmp:
         grid.save(tmp, format="PNG")
-    write_resolved(config, out_dir / "config.yaml")
+    # the model evaluated is the checkpoint's: record its settings, not the defaults
+    write_resolved({**config, "model": run_config["model"]}, out_dir / "config.yaml")
     atomic_write_json(out_dir / "metrics.json", result, indent=2)
     return result
 
@@ -155,7 +197,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    result = evaluate(Path(args.checkpoint), Path(args.data), args.split, Path(args.out), config)
+    check_folder(args.out, "evaluate", force=args.force)  # before the work
+    result = evaluate(
+        Path(args.checkpoint),
+        Path(args.data),
+        args.split,
+        Path(args.out),
+        config,
+        force=args.force,
+        requested=explicit_settings(args.config, args.overrides),
+    )
     print(
         f"{args.split}: EPE {result['epe_cm']:.2f} cm, PA-EPE {result['pa_epe_cm']:.2f} cm, "
         f"AUC {result['auc']:.3f}, PA-AUC {result['pa_auc']:.3f} -> {args.out}"

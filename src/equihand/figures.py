@@ -25,6 +25,7 @@ from PIL import Image
 from equihand.aggregate import OBJECTIVE_ORDER, load_runs
 from equihand.errors import UserError
 from equihand.io import atomic_path
+from equihand.outputs import check_files, claim_files
 
 FIGURES = {
     "pa_epe_per_objective": "Test PA-EPE (cm, lower is better) per pretraining objective: "
@@ -292,8 +293,16 @@ def plot_qualitative(study, palette, seed: int) -> plt.Figure:
     return fig
 
 
-def make_figures(metrics_paths: list[Path], out_dir: Path, config: dict) -> list[Path]:
+def figure_paths(out_dir: Path, name: str) -> list[Path]:
+    return [Path(out_dir) / f"{name}.{ext}" for ext in ("png", "pdf")]
+
+
+def make_figures(
+    metrics_paths: list[Path], out_dir: Path, config: dict, *, force: bool = False
+) -> list[Path]:
     """Draw every figure in FIGURES into `out_dir` (PNG and PDF); return the written paths."""
+    outputs = [p for name in FIGURES for p in figure_paths(out_dir, name)]
+    check_files(outputs, "figures", force=force)
     study = load_study(metrics_paths)
     objectives = _objectives(study["runs"])
     seed = config.get("report", {}).get("qualitative_seed", 0)
@@ -305,6 +314,7 @@ def make_figures(metrics_paths: list[Path], out_dir: Path, config: dict) -> list
         "loss_curves": plot_losses,
         "qualitative_grid": lambda study, palette: plot_qualitative(study, palette, seed),
     }
+    claim_files(outputs, "figures", force=force)
     written = []
     with plt.rc_context():
         sns.set_theme(style="whitegrid", context="paper")
@@ -317,7 +327,7 @@ def make_figures(metrics_paths: list[Path], out_dir: Path, config: dict) -> list
 
 
 def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
-    paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
+    paths = figure_paths(out_dir, name)
     try:
         for path in paths:
             ext = path.suffix[1:]
@@ -335,5 +345,5 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    paths = make_figures([Path(p) for p in args.metrics], Path(args.out), config)
+    paths = make_figures([Path(p) for p in args.metrics], Path(args.out), config, force=args.force)
     print(f"{len(paths)} figure files -> {args.out}")

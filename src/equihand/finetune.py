@@ -28,6 +28,7 @@ from equihand.checkpoint import load_checkpoint
 from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.models import build_pose_model, load_backbone_state
+from equihand.outputs import check_folder, claim_folder
 from equihand.pretrain import load_images
 from equihand.train import (
     Loop,
@@ -134,7 +135,9 @@ def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size)
     return predict(model, images, rows, labels, device, config, batch_size)[1]
 
 
-def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | None) -> Path:
+def finetune(
+    cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | None, *, force: bool = False
+) -> Path:
     cfg = config["finetune"]
     data = PreparedData(cache_dir)
     rows = labeled_subset(data.split("labeled"), cfg["label_fraction"], cfg["seed"])
@@ -189,8 +192,7 @@ def finetune(cache_dir: Path, out_dir: Path, config: dict, pretrained: Path | No
             * metrics.CM_PER_M,
         }
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "finetune", force=force)
     write_resolved(config, out_dir / "config.yaml")
     loop = Loop(
         "finetune", config, cfg, cfg["seed"], len(rows), out_dir, step_loss, evaluate, SELECT_ON
@@ -227,6 +229,7 @@ def run(args, config: dict) -> None:
     if args.seed is not None:
         config["finetune"]["seed"] = args.seed
     validate(config, "(command line)")
+    check_folder(args.out, "finetune", force=args.force)  # before the work
     pretrained = None if args.pretrained == "none" else Path(args.pretrained)
-    path = finetune(Path(args.data), Path(args.out), config, pretrained)
+    path = finetune(Path(args.data), Path(args.out), config, pretrained, force=args.force)
     print(f"finetuned {config['model']['backbone']} ({args.pretrained}) -> {path}")

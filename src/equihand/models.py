@@ -363,6 +363,12 @@ def describe_backbone(state: dict[str, torch.Tensor]) -> str:
     return f"an unknown ResNet ({kind} blocks {blocks})"
 
 
+def backbone_of(state: dict[str, torch.Tensor]) -> str:
+    """The backbone name the ResNet weights of a (whole-model) state dict match, or what they
+    hold (describe_backbone)."""
+    return describe_backbone(_backbone_keys(state))
+
+
 def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load backbone weights into `model`'s encoder, strictly.
 

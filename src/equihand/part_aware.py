@@ -38,6 +38,7 @@ from equihand.aggregate import markdown_table
 from equihand.errors import UserError
 from equihand.figures import save_figure
 from equihand.io import atomic_path, atomic_write_text
+from equihand.outputs import check_files, claim_files
 from equihand.probe import COLUMNS
 from equihand.stats import bootstrap_ci
 
@@ -345,12 +346,27 @@ def plot(runs: pd.DataFrame) -> plt.Figure:
 # --- the step ----------------------------------------------------------------------------------
 
 
-def write(paths: list[Path], table: Path, figure: Path, config: dict) -> pd.DataFrame:
+def output_paths(table: Path, figure: Path) -> list[Path]:
+    """The files of `write`: the table's .csv, .md and _claims.csv, the figure's .png and .pdf."""
+    table, figure = Path(table), Path(figure)
+    return [
+        table.with_suffix(".csv"),
+        table.with_suffix(".md"),
+        table.with_name(table.name + "_claims.csv"),
+        figure.with_name(figure.name + ".png"),
+        figure.with_name(figure.name + ".pdf"),
+    ]
+
+
+def write(
+    paths: list[Path], table: Path, figure: Path, config: dict, *, force: bool = False
+) -> pd.DataFrame:
+    table, figure = Path(table), Path(figure)
+    outputs = output_paths(table, figure)
+    check_files(outputs, "part-aware", force=force)
     runs = load_probe_runs(paths)
     claims_table = claims(runs, config["report"])
-    table, figure = Path(table), Path(figure)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    figure.parent.mkdir(parents=True, exist_ok=True)
+    claim_files(outputs, "part-aware", force=force)
     with atomic_path(table.with_suffix(".csv")) as tmp:
         runs.to_csv(tmp, index=False, float_format="%.6f")
     atomic_write_text(table.with_suffix(".md"), markdown_table(display_table(runs)))
@@ -382,6 +398,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    table = write([Path(p) for p in args.runs], Path(args.table), Path(args.figure), config)
+    table = write(
+        [Path(p) for p in args.runs], Path(args.table), Path(args.figure), config, force=args.force
+    )
     for sentence in claim_sentences(table):
         print(sentence)

@@ -22,6 +22,7 @@ from equihand.data.cache import Prefetcher, PreparedData
 from equihand.data.layout import UNKNOWN_PART
 from equihand.errors import DataError, UserError
 from equihand.models import build_contrastive_model, build_masked_model
+from equihand.outputs import check_folder, claim_folder
 from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
 
 MODEL_NAME = "model.pt"
@@ -117,7 +118,7 @@ def masked_loss(
     return spec.loss(z1, z2, geom1, geom2, temperature=temperature, image_size=size, recon=recon)
 
 
-def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
+def pretrain(cache_dir: Path, out_dir: Path, config: dict, *, force: bool = False) -> Path:
     cfg = config["pretrain"]
     if cfg["objective"] == "none":
         raise UserError("objective 'none' means no pretraining; finetune with --pretrained none")
@@ -160,8 +161,7 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict) -> Path:
             )
         return loss, passes * len(positions)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "pretrain", force=force)
     write_resolved(config, out_dir / "config.yaml")
     loop = Loop("pretrain", config, cfg, cfg["seed"], len(pool), out_dir, step_loss)
     loop.prefetch = lambda positions: images.prefetch(pool[positions])
@@ -189,7 +189,8 @@ def run(args, config: dict) -> None:
     if args.seed is not None:
         config["pretrain"]["seed"] = args.seed
     validate(config, "(command line)")
-    path = pretrain(Path(args.data), Path(args.out), config)
+    check_folder(args.out, "pretrain", force=args.force)  # before the work
+    path = pretrain(Path(args.data), Path(args.out), config, force=args.force)
     print(
         f"pretrained {config['model']['backbone']} with {config['pretrain']['objective']} -> {path}"
     )

@@ -41,6 +41,7 @@ from equihand.config import write_resolved
 from equihand.errors import UserError
 from equihand.io import atomic_path
 from equihand.models import Encoder, ProjectionHead, load_backbone_state
+from equihand.outputs import check_folder, claim_folder
 from equihand.pretrain import load_images
 from equihand.train import place, runtime_setup
 
@@ -206,7 +207,14 @@ def task_sets(arrays: dict, meta: dict, task: str) -> tuple[np.ndarray, np.ndarr
 
 
 def probe(
-    data_dir: Path, checkpoint: str, encoder_name: str, seed: int, out_dir: Path, config: dict
+    data_dir: Path,
+    checkpoint: str,
+    encoder_name: str,
+    seed: int,
+    out_dir: Path,
+    config: dict,
+    *,
+    force: bool = False,
 ) -> pd.DataFrame:
     cfg = config["probe"]
     arrays, meta = probe_data.load(data_dir)
@@ -249,8 +257,7 @@ def probe(
                 }
             )
     table = pd.DataFrame(rows, columns=COLUMNS)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "probe", force=force)
     write_resolved(config, out_dir / "config.yaml")
     with atomic_path(out_dir / "probe.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
@@ -272,8 +279,15 @@ def add_arguments(parser) -> None:
 def run(args, config: dict) -> None:
     if args.checkpoint != "random" and not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint}: no such file (or pass `random`)")
+    check_folder(args.out, "probe", force=args.force)  # before the work
     table = probe(
-        Path(args.probe_data), args.checkpoint, args.encoder, args.seed, Path(args.out), config
+        Path(args.probe_data),
+        args.checkpoint,
+        args.encoder,
+        args.seed,
+        Path(args.out),
+        config,
+        force=args.force,
     )
     best = table[table["feature"] == "backbone"].set_index("task")
     scores = best["test_top1"].fillna(best["test_r2"])

@@ -41,7 +41,8 @@ from equihand.data.cache import PreparedData
 from equihand.data.layout import FINGERS, SPLITS, image_path
 from equihand.data.prepare import load_rgb
 from equihand.errors import DataError, UserError
-from equihand.io import atomic_dir, atomic_write_json
+from equihand.io import atomic_write_json
+from equihand.outputs import check_folder, replace_folder
 from equihand.progress import bar
 
 # task -> (level, selected joints, class names); the label of joint k is its position in the list
@@ -251,10 +252,13 @@ def build(cache_dir: Path, raw_dir: Path, config: dict) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def write(cache_dir: Path, raw_dir: Path, out_dir: Path, config: dict) -> Path:
+def write(
+    cache_dir: Path, raw_dir: Path, out_dir: Path, config: dict, *, force: bool = False
+) -> Path:
+    check_folder(out_dir, "probe-data", force=force)  # before the work
     arrays, meta = build(cache_dir, raw_dir, config)
     meta["arrays"] = sorted(arrays)
-    with atomic_dir(out_dir) as tmp:
+    with replace_folder(out_dir, "probe-data", force=force) as tmp:
         for name, value in arrays.items():  # .npy, not .npz: the same bytes on every run
             np.save(tmp / f"{name}.npy", value)
         atomic_write_json(tmp / META, meta, indent=2)
@@ -286,7 +290,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
-    out = write(Path(args.data), Path(args.raw), Path(args.out), config)
+    out = write(Path(args.data), Path(args.raw), Path(args.out), config, force=args.force)
     _, meta = load(out)
     text = ", ".join(f"{t}: {sum(c.values())}" for t, c in meta["counts"].items())
     print(f"wrote probe sets to {out} ({text})")

@@ -30,6 +30,7 @@ from equihand import metrics, pose
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
 from equihand.io import atomic_write_json
+from equihand.outputs import check_files, claim_files
 
 
 def constant_pose_pa_epe_cm(pose: np.ndarray, true: np.ndarray) -> float:
@@ -108,8 +109,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args, config: dict) -> None:
+    check_files([args.out], "reference", force=args.force)
     rep = config["report"]
     ref = constant_pose_reference(Path(args.data), rep["reference_candidates"], rep["seed"])
+    claim_files([args.out], "reference", force=args.force)
     atomic_write_json(args.out, ref, indent=2)
     un = ref["unaligned"]
     print(

@@ -32,6 +32,7 @@ from equihand.aggregate import (
 from equihand.errors import UserError
 from equihand.figures import FIGURES
 from equihand.io import atomic_write_text
+from equihand.outputs import check_files, claim_files
 from equihand.part_aware import report_blocks
 from equihand.stats import bootstrap_ci
 
@@ -462,6 +463,9 @@ def read_reference(path: Path) -> dict:
     return reference
 
 
+OUTPUTS = ("ablation.md", "ablation.html", "comparisons.csv")
+
+
 def write_report(
     runs_csv: Path,
     figures_dir: Path,
@@ -469,11 +473,15 @@ def write_report(
     config: dict,
     reference: Path | None = None,
     part_aware: tuple[Path, Path] | None = None,
+    *,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Write ablation.md, ablation.html and comparisons.csv into `out_dir`; return comparisons.
 
     `part_aware`: (table path without suffix, figure PNG) of `equihand part-aware`, for its section.
     """
+    outputs = [Path(out_dir) / name for name in OUTPUTS]
+    check_files(outputs, "report", force=force)
     runs, figures = read_runs(runs_csv), find_figures(figures_dir)
     probe_blocks = report_blocks(*part_aware) if part_aware is not None else []
     ref = read_reference(reference) if reference is not None else None
@@ -511,6 +519,7 @@ def write_report(
         *probe_blocks,
     ]
     md, page = render(blocks, Path(out_dir))
+    claim_files(outputs, "report", force=force)
     atomic_write_text(Path(out_dir) / "ablation.md", md)
     atomic_write_text(Path(out_dir) / "ablation.html", page)
     atomic_write_text(Path(out_dir) / "comparisons.csv", comps.to_csv(index=False))
@@ -536,5 +545,7 @@ def run(args, config: dict) -> None:
     out = Path(args.out)
     reference = Path(args.reference) if args.reference else None
     part_aware = tuple(Path(p) for p in args.part_aware) if args.part_aware else None
-    write_report(Path(args.runs), Path(args.figures), out, config, reference, part_aware)
+    write_report(
+        Path(args.runs), Path(args.figures), out, config, reference, part_aware, force=args.force
+    )
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.html'}, {out / 'comparisons.csv'}")

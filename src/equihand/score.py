@@ -27,6 +27,7 @@ from equihand.data.layout import N_JOINTS, SPLITS, annotation_path
 from equihand.errors import DataError, UserError
 from equihand.io import atomic_write_json
 from equihand.metrics import evaluate_keypoints
+from equihand.outputs import check_files, claim_files
 
 MM_MEDIAN_LIMIT = 5.0  # metres: no hand coordinate is typically this far from the camera
 
@@ -161,11 +162,14 @@ def score(pred: Path, gt: Path, split: str = "evaluation") -> dict:
 
 
 def run(args: argparse.Namespace, config: dict) -> None:
+    if args.out is not None:
+        check_files([args.out], "score", force=args.force)
     metrics = score(args.pred, args.gt, args.split)
     print(f"{metrics['n_samples']} samples: {metrics['pred']} vs {metrics['ground_truth']}")
     print(table(metrics))
     if metrics["n_verts_entries_ignored"]:
         print("(vertices ignored: mesh errors and F-scores are not computed)")
     if args.out is not None:
+        claim_files([args.out], "score", force=args.force)
         atomic_write_json(args.out, metrics, indent=1)
         print(f"wrote {args.out}")

@@ -38,6 +38,7 @@ from equihand import __version__, progress
 from equihand.data.layout import SPLITS
 from equihand.errors import DownloadError
 from equihand.io import atomic_write_json, atomic_write_text
+from equihand.outputs import claim_folder
 
 CHUNK = 1 << 20
 DOWNLOADS = ".downloads"
@@ -427,6 +428,7 @@ def add_arguments(parser) -> None:
 def run(args, config: dict) -> None:
     out = Path(args.out) if args.out else Path(config["data_dir"]) / "freihand"
     cfg = config["download"]
+    claim_folder(out, "download", force=args.force)
     download_dataset(
         out,
         cfg["base_url"],

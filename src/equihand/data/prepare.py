@@ -65,7 +65,8 @@ from equihand.data.layout import (
     parts_path,
 )
 from equihand.errors import DataError
-from equihand.io import atomic_dir, atomic_write_json
+from equihand.io import atomic_write_json
+from equihand.outputs import MARKER, check_folder, replace_folder
 
 FORMAT_VERSION = 1
 CHUNK = 64  # images per decoding task: bounds the memory in flight per worker
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace, config: dict) -> None:
     out = (
         Path(args.out) if args.out else Path(config["results_dir"]) / "prepared" / config["dataset"]
     )
-    meta = prepare(root, out, config)
+    meta = prepare(root, out, config, force=args.force)
     counts = meta["counts"]
     print(
         f"prepared {meta['n_images']} images of {root} at {meta['resolution']} px -> {out} "
@@ -432,7 +433,7 @@ def _names(meta: dict, key: str, path: Path) -> list[str] | None:
     return names
 
 
-def prepare(root: str | Path, out: str | Path, config: dict) -> dict:
+def prepare(root: str | Path, out: str | Path, config: dict, *, force: bool = False) -> dict:
     """Validate the dataset at `root` and write the cache to `out` atomically; returns meta."""
     root, out = Path(root), Path(out)
     cfg = config["prepare"]
@@ -442,6 +443,7 @@ def prepare(root: str | Path, out: str | Path, config: dict) -> dict:
             f"dataset folder {root} does not exist; run `equihand synth` or `equihand download` "
             "first, or pass --root"
         )
+    check_folder(out, "prepare", force=force)  # before the work
     synth_meta = _read_synth_meta(root)
     gesture_names = _names(synth_meta, "gesture_names", root / "synth_meta.json")
     part_names = _names(synth_meta, "part_names", root / "synth_meta.json")
@@ -494,7 +496,7 @@ def prepare(root: str | Path, out: str | Path, config: dict) -> dict:
     splits = make_splits(groups, m_train, n_total, cfg)
 
     # 3. the cache, built in a temporary sibling folder
-    with atomic_dir(out) as tmp:
+    with replace_folder(out, "prepare", force=force) as tmp:
         files = []
         for key, value in labels.items():
             np.save(tmp / f"{key}.npy", value)
@@ -519,7 +521,7 @@ def prepare(root: str | Path, out: str | Path, config: dict) -> dict:
             "seed": cfg["seed"],
             "gesture_names": gesture_names,
             "part_names": (part_names or list(PART_NAMES)) if has_parts else None,
-            "files": sorted([*files, "meta.json", "config.yaml"]),
+            "files": sorted([*files, "meta.json", "config.yaml", MARKER]),
         }
         config_module.write_resolved(config, tmp / "config.yaml")
         atomic_write_json(tmp / "meta.json", meta, indent=2)

@@ -43,7 +43,8 @@ from equihand.data.render import (
     slab_fragments,
     visible_joints,
 )
-from equihand.io import atomic_dir, atomic_write_json
+from equihand.io import atomic_write_json
+from equihand.outputs import replace_folder
 
 GENERATOR_VERSION = 1
 SPLIT_CODES = {"training": 0, "evaluation": 1}
@@ -450,12 +451,13 @@ def write_split(root: Path, split: str, n: int, p: SynthParams, workers: int) ->
         atomic_write_json(annotation_path(root, split, key), [r[key] for r in records])
 
 
-def synthesize(out_dir: str | Path, config: dict) -> Path:
-    """Render the whole dataset described by `config["synth"]` into `out_dir` (atomically)."""
+def synthesize(out_dir: str | Path, config: dict, *, force: bool = False) -> Path:
+    """Render the whole dataset described by `config["synth"]` into `out_dir` (atomically;
+    equihand.outputs says what may be there already)."""
     s = config["synth"]
     workers = s["workers"] or os.cpu_count() or 1
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with replace_folder(out_dir, "synth", force=force) as tmp:
         for split, n in (("training", s["n_train"]), ("evaluation", s["n_eval"])):
             write_split(tmp, split, n, SynthParams.from_config(config, split), workers)
         meta = {
@@ -531,7 +533,7 @@ def add_arguments(parser) -> None:
 
 def run(args, config: dict) -> None:
     out = Path(args.out) if args.out else Path(config["data_dir"]) / "synth"
-    synthesize(out, config)
+    synthesize(out, config, force=args.force)
     print(
         f"wrote {config['synth']['n_train']} training and {config['synth']['n_eval']} "
         f"evaluation images to {out} (contact sheet: {out / 'contact_sheet.png'})"
