@@ -194,18 +194,23 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
 def reference_text(table: pd.DataFrame, reference: dict) -> str:
     """How the objectives compare with the constant-pose reference (`equihand reference`)."""
     ref = reference["test_pa_epe_cm"]
-    below = table[table["pa_epe_cm_mean"] < ref]
     head = (
         f"For reference, predicting one fixed training pose for every test image (the best of "
         f"{reference['candidates']} on validation) scores a PA-EPE of {ref:.2f} cm. "
     )
-    if below.empty:
-        return head + (
-            "No objective gets below it at any label fraction: no encoder has learned the hand "
-            "pose at this budget, so the differences above are between models at chance level."
-        )
-    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in below.itertuples())
-    return head + f"Mean PA-EPE below it: {cells}."
+    none = (
+        "No objective gets below it at any label fraction: no encoder has learned the hand "
+        "pose at this budget, so the differences above are between models at chance level."
+    )
+    return head + _cells_text(table[table["pa_epe_cm_mean"] < ref], none, "Mean PA-EPE below it")
+
+
+def _cells_text(rows: pd.DataFrame, none: str, some: str) -> str:
+    """`none` when no (objective, label fraction) row passes, else `some` and the rows."""
+    if rows.empty:
+        return none
+    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in rows.itertuples())
+    return f"{some}: {cells}."
 
 
 def references_line(reference: dict) -> str:
@@ -236,13 +241,11 @@ def unaligned_reference_text(table: pd.DataFrame, reference: dict) -> str | None
         f"{auc:.3f}. "
     )
     better = table[(table["epe_cm_mean"] < epe) & (table["auc_mean"] > auc)]
-    if better.empty:
-        return head + (
-            "No objective has a lower mean EPE and a higher mean AUC at any label fraction: no "
-            "model places the hand in 3D better than where a hand usually is."
-        )
-    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in better.itertuples())
-    return head + f"Mean EPE below it and mean AUC above it: {cells}."
+    none = (
+        "No objective has a lower mean EPE and a higher mean AUC at any label fraction: no "
+        "model places the hand in 3D better than where a hand usually is."
+    )
+    return head + _cells_text(better, none, "Mean EPE below it and mean AUC above it")
 
 
 def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
