@@ -13,6 +13,7 @@ from equihand import cli
 from equihand import metrics as m
 from equihand.data import hand_model as hm
 from equihand.data.layout import N_JOINTS, annotation_path
+from equihand.units import suspected_factor
 
 N_T = 100  # points of the official PCK grid linspace(0, 0.05, 100)
 
@@ -265,6 +266,22 @@ def test_score_cli_good(tmp_path, scored, capsys):
     assert "vertices ignored" in capsys.readouterr().out
 
 
+def test_score_names_ground_truth_in_millimetres(tmp_path, scored, capsys):
+    root, gt, pred = scored
+    path = annotation_path(root, "evaluation", "xyz")
+    path.write_text(json.dumps((gt * 1000).tolist()))
+    err = _bad(tmp_path, root, [pred.tolist(), []], capsys)
+    assert f"{path}: looks like millimetres" in err and "about 1000x the size" in err
+
+
+def test_suspected_factor_only_near_a_metric_factor():
+    for ratio in (1.0, 3.0, 0.3, 50.0, 300.0, 5000.0, 0.0, -100.0, math.nan):
+        assert suspected_factor(ratio) is None, ratio
+    assert suspected_factor(100.0) == 100 and suspected_factor(120.0) == 100
+    assert suspected_factor(700.0) == 1000 and suspected_factor(1 / 1000) == -1000
+    assert suspected_factor(1 / 90) == -100
+
+
 def _bad(tmp_path, root, content, capsys) -> str:
     assert _score(tmp_path, root, content) == 2
     return capsys.readouterr().err
@@ -286,7 +303,14 @@ def test_score_cli_errors(tmp_path, scored, capsys):
     null[7][0][0] = None
     assert "entry 7" in _bad(tmp_path, root, [null, []], capsys)
     err = _bad(tmp_path, root, [(pred * 1000).tolist(), []], capsys)
-    assert "looks like millimetres; FreiHAND expects metres" in err
+    assert "pred.json: looks like millimetres" in err and "FreiHAND expects metres" in err
+    err = _bad(tmp_path, root, [(pred * 100).tolist(), []], capsys)
+    assert "pred.json: looks like centimetres" in err and "(divide by 100)" in err
+    # the hand size, not the distance from the camera, decides: a far-off prediction is scored
+    far = pred.copy()
+    far[..., 2] *= 30
+    assert _score(tmp_path, root, [far.tolist(), []]) == 0
+    capsys.readouterr()
     err = _bad(tmp_path, root, "[[1, 2], oops", capsys)
     assert "not valid JSON" in err and "pred.json" in err
     err = _bad(tmp_path, root, {"xyz": pred.tolist()}, capsys)

@@ -6,15 +6,18 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import tiny_config
 
 from equihand.checkpoint import save_checkpoint
+from equihand.data.layout import annotation_path
 from equihand.errors import UserError
 from equihand.evaluate import evaluate
 from equihand.models import build_pose_model
@@ -330,4 +333,31 @@ def test_cli_blames_the_set_override_not_the_config_file(tmp_path):
     assert n_eval.endswith("(from --set synth.n_eval=x)")  # the override's fault
     assert "--set" not in n_train  # the file's own
     refused(equihand("synth", "--config", tmp_path, "--out", tmp_path / "x"), "is a folder")
+    assert tree(tmp_path) == before
+
+
+# --- wrong units are refused, naming the file and the factor ----------------------------------
+
+
+def test_cli_refuses_lengths_in_the_wrong_unit(tmp_path, tiny_dataset):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    xyz = annotation_path(data, "training", "xyz")
+    xyz.write_text(json.dumps((np.asarray(json.loads(xyz.read_text())) * 1000).tolist()))
+    before = tree(tmp_path)
+    refused(
+        equihand("prepare", "--root", data, "--out", tmp_path / "cache"),
+        f"{xyz}: looks like millimetres",
+        "1000x those of training_scale.json",
+    )
+    assert tree(tmp_path) == before
+    gt = np.asarray(json.loads(annotation_path(data, "evaluation", "xyz").read_text()))
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps([(gt * 100).tolist(), []]))
+    before = tree(tmp_path)
+    refused(
+        equihand("score", "--pred", pred, "--gt", data, "--out", tmp_path / "m.json"),
+        f"{pred}: looks like centimetres",
+        "divide by 100",
+    )
     assert tree(tmp_path) == before

@@ -174,6 +174,7 @@ def test_rescaled_K_matches_image_content(tmp_path):
     u0, v0 = prep.project(point[None], K0)[0]
     xyz = [[(point + 0.01 * j * np.array([0, 0, 1])).tolist() for j in range(21)]] * 2
     _dump(annotation_path(root, "training", "xyz"), xyz)
+    _dump(annotation_path(root, "training", "scale"), [0.01] * 2)  # |xyz[9] - xyz[10]|
     pixels = np.zeros((SIZE, SIZE, 3), np.uint8)
     pixels[int(v0) - 7 : int(v0) + 7 + 1, int(u0) - 7 : int(u0) + 7 + 1] = 255  # centre (u0, v0)
     Image.fromarray(pixels).save(image_path(root, "training", 0), quality=100)
@@ -301,6 +302,18 @@ def _nan_K(root: Path) -> None:
     path.write_text(json.dumps(data))  # json writes NaN, and Python's json reads it back
 
 
+def _rescale(key: str, factor: float):
+    """Multiply the training split's xyz, scale or both by `factor` (another unit)."""
+
+    def mutate(root: Path) -> None:
+        for name in ("xyz", "scale") if key == "both" else (key,):
+            path = annotation_path(root, "training", name)
+            values = np.asarray(json.loads(path.read_text())) * factor
+            path.write_text(json.dumps(values.tolist()))
+
+    return mutate
+
+
 def _wrong_uv(root: Path) -> None:
     path = annotation_path(root, "training", "uv")
     data = json.loads(path.read_text())
@@ -324,6 +337,24 @@ ERRORS = {
         r"training_K\.json\[5\]: expected positive focal lengths",
     ),
     "scale": (_set_entry("scale", 3, 0.0), r"training_scale\.json\[3\]: expected a positive"),
+    "xyz in mm": (
+        _rescale("xyz", 1000.0),
+        r"training_xyz\.json: looks like millimetres: its lengths are about 1000x those of "
+        r"training_scale\.json",
+    ),
+    "scale in cm": (
+        _rescale("scale", 100.0),
+        r"training_scale\.json: looks like centimetres: its lengths are about 100x those of "
+        r"training_xyz\.json",
+    ),
+    "scale not the bone": (
+        _rescale("scale", 5.0),
+        r"training_scale\.json: expected the length of the bone between joints 9 and 10",
+    ),
+    "both in mm": (
+        _rescale("both", 1000.0),
+        r"training_xyz\.json and .*training_scale\.json: look like millimetres .*divide by 1000",
+    ),
     "missing image": (
         lambda root: image_path(root, "training", 5).unlink(),
         r"training/rgb/00000005\.jpg: missing",

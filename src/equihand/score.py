@@ -28,8 +28,7 @@ from equihand.errors import DataError, UserError
 from equihand.io import atomic_write_json
 from equihand.metrics import evaluate_keypoints
 from equihand.outputs import check_files, claim_files
-
-MM_MEDIAN_LIMIT = 5.0  # metres: no hand coordinate is typically this far from the camera
+from equihand.units import suspected_factor, unit_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,13 +129,29 @@ def load_predictions(path: Path, n_expected: int, gt_path: Path) -> tuple[np.nda
             f"{path}: xyz entry {int(bad[0])} contains NaN, inf or null "
             f"({len(bad)} of {n_expected} entries do); expected finite coordinates in metres"
         )
-    median = float(np.median(np.abs(xyz)))
-    if median > MM_MEDIAN_LIMIT:
-        raise UserError(
-            f"{path}: median |coordinate| is {median:.4g}, which looks like millimetres; "
-            f"FreiHAND expects metres (divide by 1000, or by 100 for centimetres)"
-        )
     return xyz, len(verts_list)
+
+
+def hand_size(xyz: np.ndarray) -> np.ndarray:
+    """Each hand's mean distance of its joints from their centroid, (N,), in xyz's unit."""
+    return np.linalg.norm(xyz - xyz.mean(axis=1, keepdims=True), axis=-1).mean(axis=1)
+
+
+def check_hand_size(xyz: np.ndarray, gt_xyz: np.ndarray, pred: Path, gt: Path) -> None:
+    """Refuse predictions whose hands are 100x or 1000x the ground truth's (or 1/100, 1/1000).
+
+    The hand's size, unlike its distance from the camera, stays close to the truth even for a
+    poor model, so a ratio near a metric factor means a unit mix-up, not a bad prediction.
+    """
+    ratio = float(np.median(hand_size(xyz)) / np.median(hand_size(gt_xyz)))
+    if (factor := suspected_factor(ratio)) is None:
+        return
+    odd, other = (pred, gt) if factor > 0 else (gt, pred)
+    raise UserError(
+        f"{odd}: looks like {unit_of(factor)}: its hands are about {abs(factor)}x the size of "
+        f"those in {other} (median ratio {ratio:.4g}); FreiHAND expects metres "
+        f"(divide by {abs(factor)})"
+    )
 
 
 def table(metrics: dict) -> str:
@@ -153,6 +168,7 @@ def score(pred: Path, gt: Path, split: str = "evaluation") -> dict:
     """Validate `pred` against the ground truth under `gt` and return the metrics dict."""
     gt_xyz, gt_path = load_ground_truth(Path(gt), split)
     xyz, n_verts = load_predictions(Path(pred), len(gt_xyz), gt_path)
+    check_hand_size(xyz, gt_xyz, Path(pred), gt_path)
     metrics = evaluate_keypoints(xyz, gt_xyz)
     metrics["pred"] = str(pred)
     metrics["ground_truth"] = str(gt_path)

@@ -67,6 +67,7 @@ from equihand.data.layout import (
 from equihand.errors import DataError
 from equihand.io import atomic_write_json
 from equihand.outputs import MARKER, check_folder, replace_folder
+from equihand.units import check_scale_bone
 
 FORMAT_VERSION = 1
 CHUNK = 64  # images per decoding task: bounds the memory in flight per worker
@@ -200,6 +201,7 @@ def load_annotations(root: Path, split: str, gesture_names: list[str] | None = N
     if bad.any():
         i = _first_bad(bad)
         raise DataError(f"{paths['scale']}[{i}]: expected a positive scale, got {scale[i]}")
+    check_scale_bone(xyz, scale, paths["xyz"], paths["scale"])
     ann = {"n": n, "xyz": xyz, "K": K, "scale": scale}
 
     def optional(key: str) -> tuple[Path, list] | None:
