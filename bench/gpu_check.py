@@ -7,7 +7,7 @@ Runs config/default.yaml with config/gpu.yaml on top (as Snakemake merges them),
 invariant and equivariant -> finetune none / invariant / equivariant at each label fraction ->
 evaluate on the test split), one process per step, through ``python -m equihand.cli`` so that it
 needs no Snakemake (the GPU machine may not have it; ``PYTHONPATH=src`` is enough there). Prints
-a table to record in the README: each run's images/s, wall time, best val PA-EPE and test
+a table to record in docs/benchmarks.md: each run's images/s, wall time, best val PA-EPE and test
 PA-EPE / EPE / AUC, next to the constant-pose reference. Steps whose output exists are skipped,
 so a second call after a time-out continues. Exits non-zero when the budget runs out (naming the
 step) or no CUDA device is seen.
