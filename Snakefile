@@ -1,8 +1,16 @@
 # equihand: which self-supervised pretraining objective gives the best encoder for 3D hand pose?
 # This file only wires steps together; every rule is one `equihand <step>` call (see rules/).
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
 
 min_version("9.0")
+
+# this checkout's package: the study's vocabulary (equihand.vocabulary) and its config schema
+if f"{workflow.basedir}/src" not in sys.path:
+    sys.path.insert(0, f"{workflow.basedir}/src")
+from equihand import vocabulary
+from equihand.config import validate as validate_config
 
 
 configfile: f"{workflow.basedir}/config/default.yaml"
@@ -11,7 +19,8 @@ configfile: f"{workflow.basedir}/config/default.yaml"
 report: "report/workflow.rst"
 
 
-validate(config, f"{workflow.basedir}/src/equihand/schema.yaml")
+# the schema (src/equihand/schema.yaml, objectives from the vocabulary), defaults filled in
+validate_config(config, "given to Snakemake")
 
 
 include: "rules/common.smk"

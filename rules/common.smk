@@ -3,6 +3,7 @@
 # Snakemake reruns a step exactly when its own section of the config changes).
 import json
 import os
+import re
 import shlex
 
 from snakemake.exceptions import WorkflowError
@@ -53,17 +54,34 @@ def job_resource(rule_name, key):
     return STUDY["resources"][rule_name][key]
 
 
+def run_dir(step, **fields):
+    """A run folder of `step` (equihand.vocabulary.RUN_FOLDERS) below results_dir: of one run
+    given its fields, else the pattern whose fields are the rule's wildcards."""
+    return f"{RESULTS}/{vocabulary.run_folder(step, **fields)}"
+
+
+def run_file(step, name, **fields):
+    """File `name` in a run folder of `step` (see run_dir)."""
+    return f"{run_dir(step, **fields)}/{name}"
+
+
 def evaluate_dir(objective, backbone, fraction, seed):
-    return f"{RESULTS}/evaluate/{objective}_{backbone}_f{fraction}_s{seed}"
+    return run_dir(
+        "evaluate", objective=objective, backbone=backbone, fraction=fraction, seed=seed
+    )
 
 
 def finetune_input(wildcards):
     """The prepared cache, plus the pretrained encoder unless the objective is `none`."""
     inputs = {"cache": CACHE}
-    if wildcards.objective != "none":
+    if wildcards.objective != vocabulary.NO_PRETRAINING:
         w = wildcards
-        inputs["pretrained"] = (
-            f"{RESULTS}/pretrain/{w.objective}_{w.backbone}_s{w.seed}/model.pt"
+        inputs["pretrained"] = run_file(
+            "pretrain",
+            "model.pt",
+            objective=w.objective,
+            backbone=w.backbone,
+            seed=w.seed,
         )
     return inputs
 
@@ -98,23 +116,21 @@ def all_training_metrics():
         for s in STUDY["seeds"]
     ]
     finetune = [
-        f"{RESULTS}/finetune/{o}_{b}_f{f}_s{s}/metrics.csv"
+        run_file("finetune", "metrics.csv", objective=o, backbone=b, fraction=f, seed=s)
         for o, b, s in grid
         for f in STUDY["label_fractions"]
     ]
     pretrain = [
-        f"{RESULTS}/pretrain/{o}_{b}_s{s}/metrics.csv"
+        run_file("pretrain", "metrics.csv", objective=o, backbone=b, seed=s)
         for o, b, s in grid
-        if o != "none"
+        if o != vocabulary.NO_PRETRAINING
     ]
     return finetune + pretrain
 
 
 def probe_encoders():
     """The probe's encoders: random init, supervised (the `none` runs), every pretrained one."""
-    objectives = STUDY["objectives"]
-    supervised = ["supervised"] if "none" in objectives else []
-    return ["random", *supervised, *(o for o in objectives if o != "none")]
+    return vocabulary.probe_encoders(STUDY["objectives"])
 
 
 def probe_input(wildcards):
@@ -122,21 +138,29 @@ def probe_input(wildcards):
     encoder is the `none` run finetuned on the largest label fraction."""
     w = wildcards
     inputs = {"data": rules.probe_data.output.meta}
-    if w.encoder == "supervised":
-        f = max(STUDY["label_fractions"])
-        inputs["checkpoint"] = (
-            f"{RESULTS}/finetune/none_{w.backbone}_f{f}_s{w.seed}/model.pt"
+    if w.encoder == vocabulary.SUPERVISED_ENCODER:
+        inputs["checkpoint"] = run_file(
+            "finetune",
+            "model.pt",
+            objective=vocabulary.NO_PRETRAINING,
+            backbone=w.backbone,
+            fraction=max(STUDY["label_fractions"]),
+            seed=w.seed,
         )
-    elif w.encoder != "random":
-        inputs["checkpoint"] = (
-            f"{RESULTS}/pretrain/{w.encoder}_{w.backbone}_s{w.seed}/model.pt"
+    elif w.encoder != vocabulary.RANDOM_ENCODER:
+        inputs["checkpoint"] = run_file(
+            "pretrain",
+            "model.pt",
+            objective=w.encoder,
+            backbone=w.backbone,
+            seed=w.seed,
         )
     return inputs
 
 
 def all_probes():
     return [
-        f"{RESULTS}/probe/{e}_{b}_s{s}/probe.csv"
+        run_file("probe", "probe.csv", encoder=e, backbone=b, seed=s)
         for e in probe_encoders()
         for b in STUDY["backbones"]
         for s in STUDY["seeds"]
@@ -162,20 +186,18 @@ def part_aware_arg(wildcards, input):
     return f"--part-aware {table} {input.part_aware_figure}"
 
 
-# the figures `equihand figures` writes (equihand.figures.FIGURES; captions in report/)
-FIGURE_NAMES = [
-    "pa_epe_per_objective",
-    "pck_curves",
-    "label_efficiency",
-    "per_joint_heatmap",
-    "loss_curves",
-    "qualitative_grid",
-]
+# the figures `equihand figures` writes (captions in report/)
+FIGURE_NAMES = list(vocabulary.FIGURES)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(name) for name in names)
 
 
 wildcard_constraints:
-    objective=r"none|invariant|equivariant|mim|invariant\+mim|equivariant\+mim",
-    encoder=r"random|supervised|invariant|equivariant|mim|invariant\+mim|equivariant\+mim",
+    objective=one_of(vocabulary.study_objectives()),
+    encoder=one_of(vocabulary.encoders()),
     backbone="resnet[0-9]+",
     seed="[0-9]+",
     fraction="[0-9.]+",

@@ -9,11 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equihand import objectives
-from equihand.config import load_schema
+from equihand import objectives, vocabulary
+from equihand.config import load_config, load_schema
 from equihand.objectives import (
-    ALL_OBJECTIVES,
-    OBJECTIVES,
     equivariant,
     equivariant_projection,
     get_objective,
@@ -23,6 +21,8 @@ from equihand.objectives import (
 )
 
 IMAGE_SIZE = 128
+ALL_OBJECTIVES = vocabulary.study_objectives()
+OBJECTIVES = {name: get_objective(name) for name in vocabulary.pretraining_objectives()}
 
 
 def brute_force_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -226,10 +226,33 @@ def test_registry_lists_the_objectives():
 
 def test_config_schema_allows_exactly_the_study_arms():
     schema = load_schema()
-    enum = schema["properties"]["pretrain"]["properties"]["objective"]["enum"]
-    assert tuple(enum) == ALL_OBJECTIVES
-    study = schema["properties"]["study"]["properties"]["objectives"]["items"]["enum"]
-    assert tuple(study) == ALL_OBJECTIVES
+    objective = {"$ref": "#/$defs/objective"}
+    assert schema["properties"]["pretrain"]["properties"]["objective"].items() >= objective.items()
+    assert schema["properties"]["study"]["properties"]["objectives"]["items"] == objective
+    assert tuple(schema["$defs"]["objective"]["enum"]) == ALL_OBJECTIVES
+
+
+def test_a_registered_objective_is_one_entry_away_from_the_study(monkeypatch):
+    """One loss function and one registry line: the schema, the CLI's choices and the loss
+    lookup all take the new objective from the vocabulary."""
+    monkeypatch.setattr(vocabulary, "OBJECTIVES", dict(vocabulary.OBJECTIVES))
+    with pytest.raises(Exception, match="toy"):
+        load_config(overrides=["study.objectives=[none, toy]"])
+    vocabulary.register_objective("toy", "equihand.objectives:invariant")
+    config = load_config(overrides=["study.objectives=[none, toy]", "pretrain.objective=toy"])
+    assert config["study"]["objectives"] == ["none", "toy"]
+    assert vocabulary.study_objectives()[-1] == "toy"
+    spec = get_objective("toy")
+    assert spec.loss is invariant and spec.contrastive and not spec.masked
+
+
+@pytest.mark.parametrize(
+    "name, loss",
+    [("none", "m:f"), ("invariant", "m:f"), ("Toy", "m:f"), ("a_b", "m:f"), ("toy", "m.f")],
+)
+def test_registering_a_taken_or_unsafe_name_is_refused(name, loss):
+    with pytest.raises(ValueError):
+        vocabulary.register_objective(name, loss)
 
 
 @pytest.mark.parametrize("name", ["jigsaw", "none", "Equivariant"])

@@ -19,10 +19,27 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir: Path, *args: str, configfiles: tuple[Path, ...] | None = None):
+# `snakemake` after registering a toy objective (a contrastive loss that already exists)
+WITH_TOY_OBJECTIVE = """
+import sys
+from equihand import vocabulary
+vocabulary.register_objective("toy", "equihand.objectives:invariant")
+from snakemake.cli import main
+sys.exit(main())
+"""
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles: tuple[Path, ...] | None = None,
+    prelude: str | None = None,
+):
+    """Run snakemake on the repository's workflow; `prelude`: Python run before it, in-process."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    program = [sys.executable, "-c", prelude] if prelude else [str(BIN / "snakemake")]
     cmd = [
-        str(BIN / "snakemake"),
+        *program,
         "--snakefile",
         str(REPO / "Snakefile"),
         "--directory",
@@ -92,9 +109,9 @@ FIGURES = [
 
 
 def test_smoke_study_draws_every_figure_and_writes_the_report(smoke_run: Path):
-    from equihand.figures import FIGURES as NAMES
+    from equihand.vocabulary import FIGURES as NAMES
 
-    assert sorted(NAMES) == sorted(FIGURES)  # rules/common.smk's FIGURE_NAMES lists the same
+    assert sorted(NAMES) == sorted(FIGURES)
     folder = smoke_run / "results" / "figures"
     for name in FIGURES:
         with Image.open(folder / f"{name}.png") as png:
@@ -201,3 +218,31 @@ def test_every_config_builds_its_dag(tmp_path: Path, configfile: str, jobs: dict
     stats = out[out.index("Job stats:") :]
     for rule, count in jobs.items():
         assert re.search(rf"^{rule}\s+{count}$", stats, re.MULTILINE), (rule, stats[:600])
+
+
+def test_a_registered_objective_joins_the_smoke_dag(tmp_path: Path):
+    """Adding an objective is one loss function and one registry entry: registered (here, in the
+    process that runs Snakemake), it is a valid config value and gets its own rules."""
+    toy = tmp_path / "toy.yaml"
+    toy.write_text("study:\n  objectives: [none, invariant, toy]\n")
+    configfiles = (REPO / "config" / "smoke.yaml", toy)
+    refused = snakemake(tmp_path, "-n", configfiles=configfiles)
+    assert refused.returncode != 0
+    assert "'toy'" in refused.stdout + refused.stderr
+
+    result = snakemake(tmp_path, "-n", configfiles=configfiles, prelude=WITH_TOY_OBJECTIVE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    stats = out[out.index("Job stats:") :]
+    # pretraining for invariant and toy; finetuning and evaluation for 3 objectives x 2
+    # fractions; probes of random, supervised, invariant and toy (one seed)
+    jobs = {"pretrain": 2, "finetune": 6, "evaluate": 6, "probe": 4}
+    for rule, count in jobs.items():
+        assert re.search(rf"^{rule}\s+{count}$", stats, re.MULTILINE), (rule, stats[:600])
+    for path in (
+        "results/pretrain/toy_resnet18_s0/model.pt",
+        "results/finetune/toy_resnet18_f0.5_s0/model.pt",
+        "results/evaluate/toy_resnet18_f1.0_s0/metrics.json",
+        "results/probe/toy_resnet18_s0/probe.csv",
+    ):
+        assert path in out, path

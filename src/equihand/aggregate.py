@@ -17,10 +17,10 @@ import pandas as pd
 from equihand.errors import UserError
 from equihand.io import atomic_write_text
 from equihand.outputs import check_files, claim_files
+from equihand.vocabulary import NO_PRETRAINING, cell_name, fraction_text, rank, study_objectives
 
 KEYS = ["objective", "backbone", "label_fraction"]
 METRICS = {"epe_cm": "EPE (cm)", "pa_epe_cm": "PA-EPE (cm)", "auc": "AUC", "pa_auc": "PA-AUC"}
-OBJECTIVE_ORDER = ["none", "invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
 
 
 def load_runs(paths: list[Path]) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.fillna({c: 0.0 for c in table.columns if c.endswith("_std")})
     table["n_seeds"] = grouped.size()
     table = table.reset_index()
-    base = table[table["objective"] == "none"].set_index(["backbone", "label_fraction"])
+    base = table[table["objective"] == NO_PRETRAINING].set_index(["backbone", "label_fraction"])
     ref = [
         base["pa_epe_cm_mean"].get((b, f), float("nan"))
         for b, f in zip(table["backbone"], table["label_fraction"], strict=True)
@@ -59,15 +59,15 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["pa_epe_improvement_pct"] = (
         100.0 * (pd.Series(ref) - table["pa_epe_cm_mean"]) / pd.Series(ref)
     )
-    order = {o: i for i, o in enumerate(OBJECTIVE_ORDER)}
-    table["_o"] = table["objective"].map(lambda o: order.get(o, len(order)))
+    order = study_objectives()
+    table["_o"] = table["objective"].map(lambda o: rank(o, order))
     table = table.sort_values(["backbone", "label_fraction", "_o"]).drop(columns="_o")
     return table.reset_index(drop=True)
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = table[KEYS].copy()
-    out["label_fraction"] = [f"{f:g}" for f in table["label_fraction"]]
+    out["label_fraction"] = [fraction_text(f) for f in table["label_fraction"]]
     for key, name in METRICS.items():
         digits = 2 if key.endswith("cm") else 3
         out[name] = [
@@ -76,7 +76,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         ]
     out["seeds"] = table["n_seeds"].astype(int)
     out["PA-EPE vs none"] = [
-        "" if pd.isna(v) or o == "none" else f"{v:+.1f}%"
+        "" if pd.isna(v) or o == NO_PRETRAINING else f"{v:+.1f}%"
         for v, o in zip(table["pa_epe_improvement_pct"], table["objective"], strict=True)
     ]
     return out
@@ -123,7 +123,7 @@ def to_metrics(table: pd.DataFrame) -> dict:
     columns += ["n_seeds", "pa_epe_improvement_pct"]
     metrics = {}
     for row in table.to_dict("records"):
-        cell = f"{row['objective']}_{row['backbone']}_f{row['label_fraction']}"
+        cell = cell_name(row["objective"], row["backbone"], row["label_fraction"])
         metrics[cell] = {
             c: None if pd.isna(row[c]) else (int(row[c]) if c == "n_seeds" else float(row[c]))
             for c in columns

@@ -1,8 +1,9 @@
 """Load, validate and record the one equihand config.
 
 The schema (``schema.yaml`` beside this file) is the single source of keys, types, allowed
-values and defaults. The Snakefile validates with ``snakemake.utils.validate`` against the same
-file; the CLI validates here with jsonschema, filling in defaults the same way.
+values and defaults; the allowed objectives come from the study's vocabulary
+(equihand.vocabulary), written into the schema as it is loaded. The Snakefile and the CLI both
+validate here, with jsonschema, filling in defaults as ``snakemake.utils.validate`` does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import jsonschema
 import yaml
 
 from equihand.io import atomic_write_text
+from equihand.vocabulary import study_objectives
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
@@ -25,7 +27,10 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """schema.yaml, its objective names (#/$defs/objective) filled from the vocabulary."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["$defs"]["objective"]["enum"] = list(study_objectives())
+    return schema
 
 
 def _with_defaults(validator_class):

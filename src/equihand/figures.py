@@ -3,7 +3,8 @@
 Beside each metrics.json it reads `pck.csv`, `per_joint.csv` and `qualitative.png`; it also reads
 the `metrics.csv` of the finetuning run (the folder of metrics.json["checkpoint"]) and of the
 pretraining run (the folder of metrics.json["pretrained"], unless "scratch"). Every file is read
-before anything is drawn. Writes NAME.png (150 dpi) and NAME.pdf for every NAME in `FIGURES`.
+before anything is drawn. Writes NAME.png (150 dpi) and NAME.pdf for every NAME in
+`equihand.vocabulary.FIGURES`.
 Spreads are over seeds: mean ± standard deviation (ddof=1) or the min-max band.
 """
 
@@ -22,31 +23,15 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 from PIL import Image
 
-from equihand.aggregate import OBJECTIVE_ORDER, load_runs
+from equihand.aggregate import load_runs
 from equihand.errors import UserError
 from equihand.io import atomic_path
 from equihand.outputs import check_files, claim_files
+from equihand.vocabulary import FIGURES, percent, rank, study_objectives
 
-FIGURES = {
-    "pa_epe_per_objective": "Test PA-EPE (cm, lower is better) per pretraining objective: "
-    "mean ± std over seeds (bars) and every seed (points), one panel per label fraction.",
-    "pck_curves": "PCK and PA-PCK against the error threshold (mm): mean over seeds, min-max "
-    "band shaded; the legend gives each objective's mean AUC.",
-    "label_efficiency": "Test PA-EPE (cm) against the fraction of labels used for finetuning: "
-    "mean ± std over seeds per objective.",
-    "per_joint_heatmap": "Test PA-EPE (cm) per joint and objective, mean over seeds.",
-    "loss_curves": "Training curves, mean over seeds with min-max band: the self-supervised "
-    "pretraining loss, and the finetuning loss and validation PA-EPE per label fraction.",
-    "qualitative_grid": "Test predictions of one seed at the smallest label fraction: true "
-    "skeleton white, predicted in colour; titles give the run's test PA-EPE.",
-}
 KEYS = ["objective", "backbone", "label_fraction", "seed"]
 DPI = 150
 PA_EPE = "PA-EPE (cm, lower is better)"
-
-
-def _pct(f: float) -> str:
-    return f"{100 * f:g}%"
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -63,13 +48,13 @@ def load_study(metrics_paths: list[Path]) -> dict[str, pd.DataFrame]:
     """`runs` (aggregate.load_runs, sorted, plus `setting` and `qualitative`) and long tables
     `pck`, `joints`, `finetune`, `pretrain`: one row per run and CSV row, tagged with the run."""
     runs = load_runs([Path(p) for p in metrics_paths])
-    order = {o: i for i, o in enumerate(OBJECTIVE_ORDER)}
-    runs["rank"] = runs["objective"].map(lambda o: order.get(o, len(order)))
+    order = study_objectives()
+    runs["rank"] = runs["objective"].map(lambda o: rank(o, order))
     runs = runs.sort_values(["rank", "objective", "backbone", "label_fraction", "seed"])
     runs = runs.drop(columns="rank").reset_index(drop=True)
     many = runs["backbone"].nunique() > 1
     runs["setting"] = [
-        f"{b}, {_pct(f)} labels" if many else f"{_pct(f)} labels"
+        f"{b}, {percent(f)} labels" if many else f"{percent(f)} labels"
         for b, f in zip(runs["backbone"], runs["label_fraction"], strict=True)
     ]
     runs["qualitative"] = [str(Path(p).parent / "qualitative.png") for p in runs["path"]]
@@ -195,7 +180,7 @@ def plot_label_efficiency(study, palette) -> plt.Figure:
         ax.set_xscale("log" if log else "linear")
         ax.set_xticks(fractions)
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda f, _: _pct(f)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda f, _: percent(f)))
         ax.set(
             title=f"Label efficiency, {backbone}",
             xlabel="labelled training images used",
@@ -287,7 +272,7 @@ def plot_qualitative(study, palette, seed: int) -> plt.Figure:
         ax.axis("off")
     run = runs.iloc[0]
     fig.suptitle(
-        f"Test predictions ({run['backbone']}, {_pct(run['label_fraction'])} labels, seed "
+        f"Test predictions ({run['backbone']}, {percent(run['label_fraction'])} labels, seed "
         f"{run['seed']}): true skeleton white, predicted in colour"
     )
     return fig

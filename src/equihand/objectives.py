@@ -15,18 +15,20 @@ Every objective has ONE signature, so the training loop never branches on its na
 - ``recon``: an `equihand.mim.Reconstruction` (decoder output, target view, patch mask, MIM
   weight), passed only to masked objectives.
 
-The registry maps a name to an `ObjectiveSpec`: the function plus what the pretraining step must
-compute for it -- ``contrastive`` (two projected views and their geometry; z1, z2, geom1, geom2
-are None otherwise) and ``masked`` (a masked view reconstructed by the pixel decoder, ``recon``).
-equihand.pretrain builds exactly the model parts and inputs these flags ask for.
+The study's registry (`equihand.vocabulary.OBJECTIVES`) names each objective, its loss here and
+what the pretraining step must compute for it -- ``contrastive`` (two projected views and their
+geometry; z1, z2, geom1, geom2 are None otherwise) and ``masked`` (a masked view reconstructed by
+the pixel decoder, ``recon``). equihand.pretrain builds exactly the model parts and inputs these
+flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
 
-Adding an objective is one function with this signature plus one line in `OBJECTIVES`.
-"none" (no pretraining) is a valid study arm but has no loss, so it lives only in
-`ALL_OBJECTIVES`, never in the registry.
+Adding an objective is one function with this signature plus one `register_objective` line in
+equihand/vocabulary.py. "none" (no pretraining) is a valid study arm but has no loss, so it is
+never registered.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +36,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from equihand import vocabulary
 from equihand.mim import Reconstruction, mim_loss
 
 
@@ -217,23 +220,14 @@ class ObjectiveSpec:
     masked: bool = False  # needs recon (a masked view reconstructed by the pixel decoder)
 
 
-OBJECTIVES: dict[str, ObjectiveSpec] = {
-    "invariant": ObjectiveSpec(invariant),
-    "equivariant": ObjectiveSpec(equivariant),
-    "mim": ObjectiveSpec(mim, contrastive=False, masked=True),
-    "invariant+mim": ObjectiveSpec(invariant_mim, masked=True),
-    "equivariant+mim": ObjectiveSpec(equivariant_mim, masked=True),
-}
-
-# Every study arm, for config validation and docs; "none" = no pretraining, so no loss.
-ALL_OBJECTIVES: tuple[str, ...] = ("none", *OBJECTIVES)
-
-
 def get_objective(name: str) -> ObjectiveSpec:
-    """The objective registered under `name`; ValueError naming the allowed ones otherwise."""
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        allowed = ", ".join(OBJECTIVES)
+    """The objective registered under `name` (equihand.vocabulary), its loss imported; ValueError
+    naming the allowed ones otherwise."""
+    entry = vocabulary.OBJECTIVES.get(name)
+    if entry is None:
+        allowed = ", ".join(vocabulary.pretraining_objectives())
         hint = " ('none' means no pretraining and has no loss)" if name == "none" else ""
-        raise ValueError(f"unknown objective {name!r}{hint}; choose one of: {allowed}") from None
+        raise ValueError(f"unknown objective {name!r}{hint}; choose one of: {allowed}")
+    module, _, function = entry.loss.partition(":")
+    loss = getattr(importlib.import_module(module), function)
+    return ObjectiveSpec(loss, contrastive=entry.contrastive, masked=entry.masked)

@@ -41,17 +41,15 @@ from equihand.io import atomic_path, atomic_write_text
 from equihand.outputs import check_files, claim_files
 from equihand.probe import COLUMNS
 from equihand.stats import bootstrap_ci
+from equihand.vocabulary import (
+    RANDOM_ENCODER,
+    SUPERVISED_ENCODER,
+    encoders,
+    in_order,
+    pretraining_objectives,
+    rank,
+)
 
-ENCODER_ORDER = [
-    "random",
-    "supervised",
-    "invariant",
-    "equivariant",
-    "mim",
-    "invariant+mim",
-    "equivariant+mim",
-]
-SELF_SUPERVISED = ["invariant", "equivariant", "mim", "invariant+mim", "equivariant+mim"]
 OBJECT_TASKS, PART_TASKS = ("gesture", "orientation"), ("part", "finger")
 REGRESSION_TASKS = ("pose2d",)  # ridge regression, scored by test R^2 (equihand.probe)
 # the pose-sensitive frozen checks: (task, metric)
@@ -118,8 +116,7 @@ def load_probe_runs(paths: list[Path]) -> pd.DataFrame:
 
 
 def sort_encoders(df: pd.DataFrame) -> pd.DataFrame:
-    known = [e for e in ENCODER_ORDER if e in set(df["encoder"])]
-    order = known + sorted(set(df["encoder"]) - set(known))
+    order = in_order(df["encoder"], encoders())
     key = df["encoder"].map({e: i for i, e in enumerate(order)})
     return (
         df.assign(_k=key)
@@ -224,7 +221,7 @@ def paired(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep)
 
 def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
     """Every paired comparison of the four claims that the runs allow (see the module doc)."""
-    encoders = set(runs["encoder"])
+    present = set(runs["encoder"])
     has_projector = sorted(
         set(runs.loc[runs["feature"] == "projector", "encoder"]), key=_encoder_key
     )
@@ -233,26 +230,26 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
     for backbone in sorted(set(runs["backbone"])):
 
         def add(claim, task, metric, a, b, fa="backbone", fb="backbone", backbone=backbone):
-            if task in tasks and {a, b} <= encoders:
+            if task in tasks and {a, b} <= present:
                 row = paired(runs, claim, backbone, task, metric, a, b, fa, fb, rep)
                 if row is not None:
                     rows.append(row)
 
         for task, metric in POSE_CHECKS:
-            for e in sorted(encoders - {"random"}, key=_encoder_key):
-                add("pose_beats_random", task, metric, e, "random")
+            for e in sorted(present - {RANDOM_ENCODER}, key=_encoder_key):
+                add("pose_beats_random", task, metric, e, RANDOM_ENCODER)
             for a, b in EQUIVARIANT_PAIRS:
                 add("equivariant_pose", task, metric, a, b)
         for task in ("gesture", *PART_TASKS):
-            for e in sorted(encoders - {"random"}, key=_encoder_key):
-                add("beats_random", task, "test_top1", e, "random")
+            for e in sorted(present - {RANDOM_ENCODER}, key=_encoder_key):
+                add("beats_random", task, "test_top1", e, RANDOM_ENCODER)
         for task in OBJECT_TASKS:
-            for e in sorted(encoders - {"supervised"}, key=_encoder_key):
-                add("supervised_object", task, "test_top1", "supervised", e)
+            for e in sorted(present - {SUPERVISED_ENCODER}, key=_encoder_key):
+                add("supervised_object", task, "test_top1", SUPERVISED_ENCODER, e)
         for task in PART_TASKS:
-            for e in (e for e in SELF_SUPERVISED if e in encoders):
-                add("ssl_part", task, "test_top1", e, "supervised")
-            for e in (e for e in SELF_SUPERVISED if e.endswith("+mim")):
+            for e in (e for e in pretraining_objectives() if e in present):
+                add("ssl_part", task, "test_top1", e, SUPERVISED_ENCODER)
+            for e in (e for e in pretraining_objectives() if e.endswith("+mim")):
                 add("cl_mim_part", task, "test_top1", e, e.removesuffix("+mim"))
                 add("cl_mim_part", task, "test_top1", e, "mim")
             for e in has_projector:
@@ -261,7 +258,7 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
 
 
 def _encoder_key(name: str) -> tuple[int, str]:
-    return (ENCODER_ORDER.index(name) if name in ENCODER_ORDER else len(ENCODER_ORDER), name)
+    return (rank(name, encoders()), name)
 
 
 def claim_sentences(table: pd.DataFrame) -> list[str]:
@@ -320,8 +317,7 @@ def _describe(r) -> str:
 def plot(runs: pd.DataFrame) -> plt.Figure:
     data = runs[runs["feature"] == "backbone"].copy()
     data["level task"] = data["level"] + ": " + data["task"]
-    order = [e for e in ENCODER_ORDER if e in set(data["encoder"])]
-    order += sorted(set(data["encoder"]) - set(order))
+    order = in_order(data["encoder"], encoders())
     hue_order = [f"object: {t}" for t in OBJECT_TASKS] + [f"part: {t}" for t in PART_TASKS]
     hue_order = [h for h in hue_order if h in set(data["level task"])]
     palette = dict(zip(hue_order, sns.color_palette("Paired", 4)[: len(hue_order)], strict=True))

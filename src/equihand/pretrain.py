@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equihand import augment, mim, objectives
+from equihand import augment, mim, objectives, vocabulary
 from equihand.config import load_schema, validate, write_resolved
 from equihand.data.cache import Prefetcher, PreparedData
 from equihand.data.layout import UNKNOWN_PART
@@ -120,7 +120,7 @@ def masked_loss(
 
 def pretrain(cache_dir: Path, out_dir: Path, config: dict, *, force: bool = False) -> Path:
     cfg = config["pretrain"]
-    if cfg["objective"] == "none":
+    if cfg["objective"] == vocabulary.NO_PRETRAINING:
         raise UserError("objective 'none' means no pretraining; finetune with --pretrained none")
     spec = objectives.get_objective(cfg["objective"])
     data = PreparedData(cache_dir)
@@ -178,7 +178,9 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict, *, force: bool = Fals
 def add_arguments(parser) -> None:
     add_run_arguments(parser)
     parser.add_argument(
-        "--objective", choices=objectives.ALL_OBJECTIVES[1:], help="overrides pretrain.objective"
+        "--objective",
+        choices=vocabulary.pretraining_objectives(),
+        help="overrides pretrain.objective",
     )
     parser.add_argument("--seed", type=int, help="overrides pretrain.seed")
 

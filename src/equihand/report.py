@@ -23,18 +23,17 @@ import pandas as pd
 from equihand.aggregate import (
     KEYS,
     METRICS,
-    OBJECTIVE_ORDER,
     ablation_table,
     display_table,
     markdown_table,
     to_markdown,
 )
 from equihand.errors import UserError
-from equihand.figures import FIGURES
 from equihand.io import atomic_write_text
 from equihand.outputs import check_files, claim_files
 from equihand.part_aware import report_blocks
 from equihand.stats import bootstrap_ci
+from equihand.vocabulary import FIGURES, NO_PRETRAINING, in_order, percent, study_objectives
 
 COLUMNS = (
     "backbone label_fraction a b n_seeds seeds unpaired pa_epe_a_cm pa_epe_b_cm seed_std_a_cm "
@@ -112,9 +111,8 @@ def comparisons(runs: pd.DataFrame, *, n_boot=10000, confidence=0.95, seed=0) ->
     rows = []
     for _, cell in runs.groupby(["backbone", "label_fraction"], sort=True):
         present = set(cell["objective"])
-        order = [o for o in OBJECTIVE_ORDER if o in present]
-        order += sorted(present - set(order))
-        candidates = [(o, "none") for o in order if o != "none"]
+        order = in_order(present, study_objectives())
+        candidates = [(o, NO_PRETRAINING) for o in order if o != NO_PRETRAINING]
         candidates += [("equivariant", "invariant")]
         candidates += [(o, o.removesuffix("+mim")) for o in order if o.endswith("+mim")]
         pairs = [(a, b) for a, b in candidates if {a, b} <= present]
@@ -129,10 +127,6 @@ def _join(items) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _pct(fraction: float) -> str:
-    return f"{100 * fraction:g}%"
 
 
 def _evidence(c) -> str:
@@ -163,12 +157,12 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
         here = comps[(comps["backbone"] == backbone) & (comps["label_fraction"] == fraction)]
         best = t.loc[t["pa_epe_cm_mean"].idxmin()]
         s = [
-            f"**{backbone}, {_pct(fraction)} of the labels.** `{best.objective}` has the lowest "
+            f"**{backbone}, {percent(fraction)} of the labels.** `{best.objective}` has the lowest "
             f"PA-EPE ({best.pa_epe_cm_mean:.2f} cm, mean of {_plural(best.n_seeds, 'seed')})."
         ]
-        if "none" not in set(t["objective"]):
+        if NO_PRETRAINING not in set(t["objective"]):
             s.append("There are no `none` runs, so no gain over no pretraining can be given.")
-        for c in here[here["b"] == "none"].itertuples():
+        for c in here[here["b"] == NO_PRETRAINING].itertuples():
             s.append(f"`{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c)}.")
         eq_vs_inv = (here["a"] == "equivariant") & (here["b"] == "invariant")
         for c in here[eq_vs_inv].itertuples():
@@ -209,7 +203,7 @@ def _cells_text(rows: pd.DataFrame, none: str, some: str) -> str:
     """`none` when no (objective, label fraction) row passes, else `some` and the rows."""
     if rows.empty:
         return none
-    cells = _join(f"`{r.objective}` at {_pct(r.label_fraction)}" for r in rows.itertuples())
+    cells = _join(f"`{r.objective}` at {percent(r.label_fraction)}" for r in rows.itertuples())
     return f"{some}: {cells}."
 
 
@@ -268,7 +262,7 @@ def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
                 continue
             d = np.round(by[f][seeds].to_numpy(float) - top[seeds].to_numpy(float), 9)
             if len(seeds) < 2:
-                parts.append(f"{_pct(f)}: {d.mean():+.2f} cm (1 seed, no CI)")
+                parts.append(f"{percent(f)}: {d.mean():+.2f} cm (1 seed, no CI)")
                 continue
             lo, hi = bootstrap_ci(d, rep["bootstrap_samples"], rep["confidence"], rep["seed"])
             verdict = (
@@ -277,13 +271,13 @@ def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
                 else "within seed noise"
             )  # fmt: skip
             parts.append(
-                f"{_pct(f)}: {d.mean():+.2f} cm over {len(seeds)} seeds, {rep['confidence']:.0%} "
-                f"CI {lo:+.2f} to {hi:+.2f} cm ({verdict})"
+                f"{percent(f)}: {d.mean():+.2f} cm over {len(seeds)} seeds, "
+                f"{rep['confidence']:.0%} CI {lo:+.2f} to {hi:+.2f} cm ({verdict})"
             )
         if parts:
             out.append(
-                f"`{objective}` ({backbone}) with fewer labels than {_pct(fractions[-1])}, "
-                f"PA-EPE minus that at {_pct(fractions[-1])}: " + "; ".join(parts) + "."
+                f"`{objective}` ({backbone}) with fewer labels than {percent(fractions[-1])}, "
+                f"PA-EPE minus that at {percent(fractions[-1])}: " + "; ".join(parts) + "."
             )
     if out:
         out.insert(
@@ -298,7 +292,7 @@ def _comparison_table(comps: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
             "backbone": c.backbone,
-            "labels": _pct(c.label_fraction),
+            "labels": percent(c.label_fraction),
             "a vs b": f"{c.a} vs {c.b}",
             "seeds": c.n_seeds,
             "PA-EPE a / b (cm)": f"{c.pa_epe_a_cm:.2f} / {c.pa_epe_b_cm:.2f}",
@@ -344,7 +338,7 @@ def setup(runs: pd.DataFrame, config: dict) -> list[str]:
         f"from {c['model']['init']} initialisation).",
         f"Backbones: {_join(grid['backbone'])}.",
         f"Seeds: {_join(grid['seed'])} ({len(runs)} runs in all).",
-        f"Label fractions of the labeled split: {_join(map(_pct, grid['label_fraction']))}.",
+        f"Label fractions of the labeled split: {_join(map(percent, grid['label_fraction']))}.",
         f"Pretraining: {_training(pre)}, temperature {pre['temperature']:g}.",
         f"Finetuning: {_training(ft)}; the checkpoint with the lowest validation PA-EPE is kept.",
         "Test data are read once per run, by `equihand evaluate`; all selection uses validation.",
@@ -386,7 +380,7 @@ def statistics_text(comps: pd.DataFrame, report: dict) -> list[str]:
             )
         text.append(note + ".")
     unpaired = [
-        f"{c.a} vs {c.b} at {_pct(c.label_fraction)}" for c in comps.itertuples() if c.unpaired
+        f"{c.a} vs {c.b} at {percent(c.label_fraction)}" for c in comps.itertuples() if c.unpaired
     ]
     if unpaired:
         text.append(
