@@ -360,6 +360,28 @@ def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
     assert "cannot be told from seed noise" in sentences["ssl_part"]
 
 
+def test_one_seed_has_no_ci_and_says_a_ci_needs_two_seeds(tmp_path):
+    rows = []
+    for enc, part in [("supervised", 0.40), ("mim", 0.45), ("invariant", 0.50)]:
+        rows += _run_rows(enc, 0, {"part": (part, 0.2)})
+    rows += _run_rows("invariant", 1, {"part": (0.55, 0.2)})
+    rows += _run_rows("supervised", 1, {"part": (0.40, 0.2)})
+    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
+    table = part_aware.claims(runs, REP).set_index(["claim", "a"])
+    one = table.loc[("ssl_part", "mim")]
+    assert one["n_seeds"] == 1 and one["verdict"] == "no CI" and math.isnan(one["ci_low"])
+    assert table.loc[("ssl_part", "invariant"), "verdict"] == "supports"
+    sentence = claim_texts(table.reset_index())["ssl_part"]
+    assert "nan" not in sentence and "every CI contains 0" not in sentence
+    assert "1 of the 2 have one seed, so no CI" in sentence
+    assert "mim vs supervised on part top-1 +0.050 (one seed, no CI)" in sentence
+
+    single = part_aware.claims(runs[runs["seed"] == 0], REP)
+    sentence = claim_texts(single)["ssl_part"]
+    assert "**cannot be tested here**: a CI needs at least 2 seeds" in sentence
+    assert "nan" not in sentence and "every CI contains 0" not in sentence
+
+
 def test_part_aware_step_writes_table_claims_figure_and_report_section(tmp_path):
     rows = []
     for s in range(2):

@@ -20,7 +20,8 @@ PeCLR's argument that invariance to rotation discards the orientation that equiv
    mAP, for every encoder with a projection head.
 
 A comparison supports a claim when its CI lies entirely on the predicted side of 0, contradicts it
-when it lies entirely on the other side, and is within seed noise otherwise.
+when it lies entirely on the other side, and is within seed noise otherwise; over one seed it has
+no CI (a CI needs at least two) and says nothing either way.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from equihand.figures import save_figure
 from equihand.io import atomic_path, atomic_write_text
 from equihand.outputs import check_files, claim_files
 from equihand.probe import COLUMNS
-from equihand.stats import bootstrap_ci
+from equihand.stats import MIN_SEEDS_FOR_CI, bootstrap_settings, paired
 from equihand.vocabulary import (
     RANDOM_ENCODER,
     SUPERVISED_ENCODER,
@@ -70,6 +71,7 @@ CLAIMS = {
     "cl_mim_part": "contrastive + MIM is better at part level than either alone",
     "backbone_part": "at part level the backbone feature beats the projector output (retrieval)",
 }
+NO_CI = "no CI"  # the verdict of a comparison over one seed
 CLAIM_COLUMNS = (
     "claim backbone task metric a b feature n_seeds mean_a mean_b diff confidence ci_low ci_high "
     "verdict"
@@ -196,25 +198,29 @@ def report_blocks(table: Path, figure: Path) -> list[tuple]:
 # --- claims ------------------------------------------------------------------------------------
 
 
-def paired(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep) -> dict | None:
-    """metric(a) - metric(b) paired by seed; None when either side is missing."""
+def claim_row(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep) -> dict | None:
+    """metric(a) - metric(b) paired by seed (equihand.stats.paired); None when either side is
+    missing. The verdict says which side of 0 the CI lies on; without a CI (one seed), none."""
 
     def values(enc, feat):
         sel = runs[(runs["encoder"] == enc) & (runs["feature"] == feat) & (runs["task"] == task)]
         return sel[sel["backbone"] == backbone].set_index("seed")[metric]
 
-    va, vb = values(a, feature_a), values(b, feature_b)
-    seeds = sorted(set(va.index) & set(vb.index))
-    if not seeds:
+    p = paired(values(a, feature_a), values(b, feature_b), **bootstrap_settings(rep))
+    if not p.seeds:
         return None
-    d = (va[seeds] - vb[seeds]).to_numpy(float).round(9)
-    lo, hi = bootstrap_ci(d, rep["bootstrap_samples"], rep["confidence"], rep["seed"])
-    verdict = "supports" if lo > 0 else "contradicts" if hi < 0 else "within seed noise"
+    lo, hi = p.ci_low, p.ci_high
+    verdict = (
+        NO_CI if not p.has_ci
+        else "supports" if lo > 0
+        else "contradicts" if hi < 0
+        else "within seed noise"
+    )  # fmt: skip
     feature = feature_a if feature_a == feature_b else f"{feature_a} - {feature_b}"
     return {
         "claim": claim, "backbone": backbone, "task": task, "metric": metric, "a": a, "b": b,
-        "feature": feature, "n_seeds": len(seeds), "mean_a": float(va[seeds].mean()),
-        "mean_b": float(vb[seeds].mean()), "diff": float(d.mean()),
+        "feature": feature, "n_seeds": len(p.seeds), "mean_a": float(p.x.mean()),
+        "mean_b": float(p.y.mean()), "diff": float(p.diff.mean()),
         "confidence": rep["confidence"], "ci_low": lo, "ci_high": hi, "verdict": verdict,
     }  # fmt: skip
 
@@ -231,7 +237,7 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
 
         def add(claim, task, metric, a, b, fa="backbone", fb="backbone", backbone=backbone):
             if task in tasks and {a, b} <= present:
-                row = paired(runs, claim, backbone, task, metric, a, b, fa, fb, rep)
+                row = claim_row(runs, claim, backbone, task, metric, a, b, fa, fb, rep)
                 if row is not None:
                     rows.append(row)
 
@@ -269,12 +275,17 @@ def claim_sentences(table: pd.DataFrame) -> list[str]:
         if rows.empty:
             out.append(f"*{_sentence_case(text)}*: not tested (the study lacks the encoders).")
             continue
-        n = len(rows)
+        n, no_ci = len(rows), int((rows["verdict"] == NO_CI).sum())
         k = int((rows["verdict"] == "supports").sum())
         against = int((rows["verdict"] == "contradicts").sum())
-        if k == n:
+        if no_ci == n:
+            verdict = (
+                f"**cannot be tested here**: a CI needs at least {MIN_SEEDS_FOR_CI} seeds, and "
+                "every comparison has one"
+            )
+        elif k == n - no_ci:
             verdict = "**holds here**: every comparison's CI lies on the predicted side of 0"
-        elif against == n:
+        elif against == n - no_ci:
             verdict = "**is reversed here**: every comparison's CI lies on the other side of 0"
         elif k == 0 and against == 0:
             verdict = "**cannot be told from seed noise here**: every CI contains 0"
@@ -288,6 +299,8 @@ def claim_sentences(table: pd.DataFrame) -> list[str]:
                 f"**holds only in part**: {k} of {n} comparisons support it and {against} "
                 "contradict it"
             )
+        if 0 < no_ci < n:
+            verdict += f"; {no_ci} of the {n} have one seed, so no CI"
         worst = rows.loc[rows["diff"].idxmin()]
         out.append(
             f"*{_sentence_case(text)}* {verdict} (the {n} comparisons: "
@@ -304,10 +317,15 @@ def _sentence_case(text: str) -> str:
 def _describe(r) -> str:
     get = r.get if isinstance(r, pd.Series) else lambda k: getattr(r, k)
     what = f"{get('a')} vs {get('b')}" if get("a") != get("b") else get("a")
+    ci = (
+        f"[{get('ci_low'):+.3f}, {get('ci_high'):+.3f}]"
+        if get("n_seeds") >= MIN_SEEDS_FOR_CI
+        else "(one seed, no CI)"
+    )
     return (
         f"{what} on {get('task')} "
         f"{get('metric').replace('test_top1', 'top-1').replace('test_r2', 'R²')} "
-        f"{get('diff'):+.3f} [{get('ci_low'):+.3f}, {get('ci_high'):+.3f}]"
+        f"{get('diff'):+.3f} {ci}"
     )
 
 

@@ -17,7 +17,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from equihand.aggregate import (
@@ -32,7 +31,7 @@ from equihand.errors import UserError
 from equihand.io import atomic_write_text
 from equihand.outputs import check_files, claim_files
 from equihand.part_aware import report_blocks
-from equihand.stats import bootstrap_ci
+from equihand.stats import bootstrap_settings, paired
 from equihand.vocabulary import FIGURES, NO_PRETRAINING, in_order, percent, study_objectives
 
 COLUMNS = (
@@ -77,11 +76,9 @@ def compare(runs: pd.DataFrame, a: str, b: str, *, n_boot=10000, confidence=0.95
     if len(cell) != 1:
         raise ValueError("compare() takes the runs of one backbone and label fraction")
     pa = {o: runs[runs["objective"] == o].set_index("seed")["pa_epe_cm"] for o in (a, b)}
-    common = sorted(set(pa[a].index) & set(pa[b].index))
-    xa, xb = (pa[o][common].to_numpy(float) for o in (a, b))
-    d, n = np.round(xb - xa, 9), len(common)  # rounded: a tie is 0, not float noise
-    lo, hi = bootstrap_ci(d, n_boot, confidence, seed)
-    only = [(o, sorted(set(pa[o].index) - set(common))) for o in (a, b)]
+    p = paired(pa[b], pa[a], n_boot=n_boot, confidence=confidence, seed=seed)
+    xa, xb, d, n = p.y, p.x, p.diff, len(p.seeds)
+    only = [(o, sorted(set(pa[o].index) - set(p.seeds))) for o in (a, b)]
     mean = (lambda x: float(x.mean())) if n else (lambda x: math.nan)
     std = (lambda x: float(x.std(ddof=1))) if n > 1 else (lambda x: math.nan)
     return {
@@ -90,7 +87,7 @@ def compare(runs: pd.DataFrame, a: str, b: str, *, n_boot=10000, confidence=0.95
         "a": a,
         "b": b,
         "n_seeds": n,
-        "seeds": _join(common),
+        "seeds": _join(p.seeds),
         "unpaired": "; ".join(f"seed {_join(s)} only for {o}" for o, s in only if s),
         "pa_epe_a_cm": mean(xa),
         "pa_epe_b_cm": mean(xb),
@@ -99,9 +96,9 @@ def compare(runs: pd.DataFrame, a: str, b: str, *, n_boot=10000, confidence=0.95
         "diff_cm": mean(d),
         "improvement_pct": 100 * mean(d) / mean(xb) if n else math.nan,
         "confidence": confidence,
-        "ci_low_cm": float(lo),
-        "ci_high_cm": float(hi),
-        "beyond_noise": bool(lo > 0 or hi < 0),
+        "ci_low_cm": float(p.ci_low),
+        "ci_high_cm": float(p.ci_high),
+        "beyond_noise": p.beyond_noise,
     }
 
 
@@ -257,21 +254,20 @@ def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
         top = by[fractions[-1]]
         parts = []
         for f in fractions[:-1]:
-            seeds = sorted(set(by[f].index) & set(top.index))
-            if not seeds:
+            p = paired(by[f], top, **bootstrap_settings(rep))
+            if not p.seeds:
                 continue
-            d = np.round(by[f][seeds].to_numpy(float) - top[seeds].to_numpy(float), 9)
-            if len(seeds) < 2:
+            d, lo, hi = p.diff, p.ci_low, p.ci_high
+            if not p.has_ci:
                 parts.append(f"{percent(f)}: {d.mean():+.2f} cm (1 seed, no CI)")
                 continue
-            lo, hi = bootstrap_ci(d, rep["bootstrap_samples"], rep["confidence"], rep["seed"])
             verdict = (
                 "fewer labels are worse beyond seed noise" if lo > 0
                 else "fewer labels are better beyond seed noise" if hi < 0
                 else "within seed noise"
             )  # fmt: skip
             parts.append(
-                f"{percent(f)}: {d.mean():+.2f} cm over {len(seeds)} seeds, "
+                f"{percent(f)}: {d.mean():+.2f} cm over {len(p.seeds)} seeds, "
                 f"{rep['confidence']:.0%} CI {lo:+.2f} to {hi:+.2f} cm ({verdict})"
             )
         if parts:

@@ -1,6 +1,9 @@
 """The training loop shared by pretraining and finetuning, in the spirit of torchvision's
-references: one readable function (`fit`) that owns the optimiser, the schedule, checkpoints and
-metrics, and calls back into the step-specific loss.
+references: a short loop (`fit`) that owns the optimiser, the schedule, checkpoints and metrics,
+and calls back into the step-specific loss. Its pieces are small functions: `schedule` (how many
+steps), `resume` / `save_resume` (the resumable checkpoint), `SigtermFlag` (stop after a safe
+checkpoint), `BatchOrder` (which samples each micro-batch reads), `optimiser_step` (micro-batches,
+prefetch, one optimiser step) and `log_row` (metrics.csv and selection on validation).
 
 Determinism and resuming: the data order of epoch e is a permutation seeded by (seed, e), and the
 global torch RNG is reseeded from (seed, step) before every optimiser step, so augmentation draws
@@ -183,12 +186,20 @@ class Loop:
     prefetch: Callable[[np.ndarray], None] | None = None
 
 
-def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, History]:
-    """Train `model` as `loop` says, resuming from `out_dir/resume.pt` if it exists.
+@dataclass
+class State:
+    """Everything a resumable checkpoint restores, besides the config and the RNG."""
 
-    Returns the final model (the best one on validation when `loop.select` is set) and the
-    history; the caller writes the final checkpoint. metrics.csv is written after every epoch.
-    """
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: History = field(default_factory=History)
+    best_model: dict | None = None  # weights of the best validation score so far (loop.select)
+    step: int = 0  # the next optimiser step to run
+
+
+def schedule(loop: Loop) -> tuple[int, int]:
+    """(optimiser steps per epoch, total steps) of `loop`; TrainingError when an epoch is empty."""
     cfg = loop.loop_cfg
     per_step = cfg["batch_size"] * cfg["accumulate"]
     steps_per_epoch = loop.n_items // per_step
@@ -200,135 +211,198 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
     total = cfg.get("steps") or cfg["epochs"] * steps_per_epoch
     if cfg["max_steps"]:
         total = min(total, cfg["max_steps"])
+    return steps_per_epoch, total
+
+
+def resume(loop: Loop, state: State) -> None:
+    """Restore `state` and the torch RNG from `out_dir/resume.pt` when it exists; refuse one
+    written with a different config for this step or the model."""
+    path = loop.out_dir / RESUME_NAME
+    if not path.exists():
+        return
+    saved = load_checkpoint(path, kind=loop.kind)
+    for key in (loop.kind, "model"):
+        if saved["config"].get(key) != loop.config.get(key):
+            raise TrainingError(
+                f"{path} was written with a different '{key}' config; delete it to "
+                "start over or restore the config it was made with"
+            )
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    state.history = History(**saved["extra"]["history"])
+    state.best_model = saved["extra"].get("best_model")
+    state.step = saved["step"]
+
+
+def save_resume(loop: Loop, state: State, step: int) -> None:
+    """Write `out_dir/resume.pt`: the run as it stands before optimiser step `step`."""
+    extra = {"history": state.history.to_dict()}
+    if state.best_model is not None:
+        extra["best_model"] = state.best_model
+    save_checkpoint(
+        loop.out_dir / RESUME_NAME,
+        {
+            "kind": loop.kind,
+            "final": False,
+            "step": step,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "config": loop.config,
+            "extra": extra,
+        },
+    )
+
+
+class SigtermFlag:
+    """While entered, SIGTERM only sets `requested` (the loop stops after a safe checkpoint)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __enter__(self) -> SigtermFlag:
+        self._previous = signal.signal(signal.SIGTERM, self._request)
+        return self
+
+    def _request(self, *_) -> None:
+        self.requested = True
+
+    def __exit__(self, *_) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class BatchOrder:
+    """Which samples each micro-batch reads: epoch e visits the `n_items` samples in a
+    permutation seeded by (seed, e), `batch_size` at a time, `accumulate` per optimiser step."""
+
+    def __init__(self, loop: Loop, steps_per_epoch: int) -> None:
+        self.seed, self.n_items = loop.seed, loop.n_items
+        self.batch_size, self.accumulate = loop.loop_cfg["batch_size"], loop.loop_cfg["accumulate"]
+        self.steps_per_epoch = steps_per_epoch
+        self.orders: dict[int, np.ndarray] = {}
+
+    def positions(self, step: int, micro: int) -> np.ndarray:
+        """Sorted sample positions of micro-batch `micro` of optimiser step `step`."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch not in self.orders:  # positions are asked for in order: drop earlier epochs
+            for done in [e for e in self.orders if e < epoch]:
+                del self.orders[done]
+            self.orders[epoch] = epoch_order(self.seed, epoch, self.n_items)
+        first = (within * self.accumulate + micro) * self.batch_size
+        return np.sort(self.orders[epoch][first : first + self.batch_size])
+
+    def following(self, step: int, micro: int) -> tuple[int, int]:
+        """(step, micro) of the micro-batch after `micro` of `step`."""
+        return (step, micro + 1) if micro + 1 < self.accumulate else (step + 1, 0)
+
+
+def optimiser_step(
+    loop: Loop, state: State, order: BatchOrder, step: int, total: int, device: torch.device
+) -> tuple[float, int]:
+    """One optimiser step over `accumulate` micro-batches (each announced to `loop.prefetch`
+    while the one before it runs); returns (mean loss, images seen)."""
+    accumulate = loop.loop_cfg["accumulate"]
+    step_loss, step_images = 0.0, 0
+    for micro in range(accumulate):
+        positions = order.positions(step, micro)
+        if loop.prefetch is not None:
+            following = order.following(step, micro)
+            if following[0] < total:
+                loop.prefetch(order.positions(*following))
+        with autocast(device, loop.config["train"]):
+            loss, n_images = loop.step_loss(state.model, positions)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"{loop.kind}: loss is {loss.item()} at step {step} "
+                f"(epoch {step // order.steps_per_epoch}); "
+                "lower the learning rate or check the data"
+            )
+        (loss / accumulate).backward()
+        step_loss += loss.item() / accumulate
+        step_images += n_images
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scheduler.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return step_loss, step_images
+
+
+def log_due(cfg: dict, step: int, steps_per_epoch: int, total: int) -> bool:
+    """Whether a metrics row follows optimiser step `step`: every `log_every_steps` steps (at
+    each epoch's end when 0) and after the last step."""
+    if cfg["log_every_steps"]:
+        due = (step + 1) % cfg["log_every_steps"] == 0
+    else:
+        due = step % steps_per_epoch == steps_per_epoch - 1
+    return due or step == total - 1
+
+
+def log_row(loop: Loop, state: State, step: int, epoch: int) -> None:
+    """Append a metrics row (the mean loss and speed since the last row, the validation metrics
+    when `loop.evaluate` is set), keep the best weights on `loop.select`, rewrite metrics.csv."""
+    history = state.history
+    row = {
+        "epoch": epoch,
+        "step": step + 1,
+        "loss": history.loss_sum / history.loss_count,
+        "lr": state.scheduler.get_last_lr()[0],
+        "images_per_s": history.images / history.seconds,
+    }
+    if loop.evaluate is not None:
+        metrics = loop.evaluate(state.model)
+        state.model.train()
+        row.update(metrics)
+        if loop.select and metrics[loop.select] < history.best:
+            history.best, history.best_step = metrics[loop.select], step + 1
+            state.best_model = copy.deepcopy(state.model.state_dict())
+    history.rows.append(row)
+    history.loss_sum, history.loss_count = 0.0, 0
+    history.images, history.seconds = 0, 0.0
+    _write_metrics(loop.out_dir / METRICS_NAME, history.rows)
+
+
+def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, History]:
+    """Train `model` as `loop` says, resuming from `out_dir/resume.pt` if it exists.
+
+    Returns the final model (the best one on validation when `loop.select` is set) and the
+    history; the caller writes the final checkpoint. metrics.csv is written after every epoch.
+    """
+    cfg = loop.loop_cfg
+    steps_per_epoch, total = schedule(loop)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, total, round(cfg["warmup_epochs"] * steps_per_epoch))
-    history = History()
-    best_state = None
-    start = 0
+    state = State(model, optimizer, scheduler)
     loop.out_dir.mkdir(parents=True, exist_ok=True)
-    resume_path = loop.out_dir / RESUME_NAME
-    if resume_path.exists():
-        state = load_checkpoint(resume_path, kind=loop.kind)
-        for key in (loop.kind, "model"):
-            if state["config"].get(key) != loop.config.get(key):
-                raise TrainingError(
-                    f"{resume_path} was written with a different '{key}' config; delete it to "
-                    "start over or restore the config it was made with"
-                )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        history = History(**state["extra"]["history"])
-        best_state = state["extra"].get("best_model")
-        start = state["step"]
-
-    def save_resume(step: int) -> None:
-        extra = {"history": history.to_dict()}
-        if best_state is not None:
-            extra["best_model"] = best_state
-        save_checkpoint(
-            resume_path,
-            {
-                "kind": loop.kind,
-                "final": False,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "config": loop.config,
-                "extra": extra,
-            },
-        )
-
-    stop = {"requested": False}
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    train_cfg = loop.config["train"]
-    orders: dict[int, np.ndarray] = {}
-
-    def batch_positions(step: int, micro: int) -> np.ndarray:
-        """Sorted sample positions of micro-batch `micro` of optimiser step `step`."""
-        epoch, within = divmod(step, steps_per_epoch)
-        if epoch not in orders:  # positions are asked for in order: drop earlier epochs
-            for done in [e for e in orders if e < epoch]:
-                del orders[done]
-            orders[epoch] = epoch_order(loop.seed, epoch, loop.n_items)
-        first = (within * cfg["accumulate"] + micro) * cfg["batch_size"]
-        return np.sort(orders[epoch][first : first + cfg["batch_size"]])
-
-    bar = progress.bar(total=total, initial=start, desc=loop.kind, unit="step")
-    try:
+    resume(loop, state)
+    order = BatchOrder(loop, steps_per_epoch)
+    history = state.history
+    with (
+        SigtermFlag() as sigterm,
+        progress.bar(total=total, initial=state.step, desc=loop.kind, unit="step") as bar,
+    ):
         model.train()
-        for step in range(start, total):
-            epoch, within = divmod(step, steps_per_epoch)
-            torch.manual_seed(step_seed(loop.seed, step))
+        for step in range(state.step, total):
+            torch.manual_seed(step_seed(loop.seed, step))  # augmentation draws depend on the step
             tic = time.perf_counter()
-            step_loss, step_images = 0.0, 0
-            for micro in range(cfg["accumulate"]):
-                positions = batch_positions(step, micro)
-                if loop.prefetch is not None:
-                    following = (
-                        (step, micro + 1) if micro + 1 < cfg["accumulate"] else (step + 1, 0)
-                    )
-                    if following[0] < total:
-                        loop.prefetch(batch_positions(*following))
-                with autocast(device, train_cfg):
-                    loss, n_images = loop.step_loss(model, positions)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{loop.kind}: loss is {loss.item()} at step {step} (epoch {epoch}); "
-                        "lower the learning rate or check the data"
-                    )
-                (loss / cfg["accumulate"]).backward()
-                step_loss += loss.item() / cfg["accumulate"]
-                step_images += n_images
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            loss, images = optimiser_step(loop, state, order, step, total, device)
             history.seconds += time.perf_counter() - tic
-            history.loss_sum += step_loss
+            history.loss_sum += loss
             history.loss_count += 1
-            history.images += step_images
+            history.images += images
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{step_loss:.4f}", img_s=f"{history.images / history.seconds:.0f}"
-            )
-
-            if cfg["log_every_steps"]:
-                log_now = (step + 1) % cfg["log_every_steps"] == 0
-            else:
-                log_now = within == steps_per_epoch - 1
-            if log_now or step == total - 1:
-                row = {
-                    "epoch": epoch,
-                    "step": step + 1,
-                    "loss": history.loss_sum / history.loss_count,
-                    "lr": scheduler.get_last_lr()[0],
-                    "images_per_s": history.images / history.seconds,
-                }
-                if loop.evaluate is not None:
-                    metrics = loop.evaluate(model)
-                    model.train()
-                    row.update(metrics)
-                    if loop.select and metrics[loop.select] < history.best:
-                        history.best, history.best_step = metrics[loop.select], step + 1
-                        best_state = copy.deepcopy(model.state_dict())
-                history.rows.append(row)
-                history.loss_sum, history.loss_count = 0.0, 0
-                history.images, history.seconds = 0, 0.0
-                _write_metrics(loop.out_dir / METRICS_NAME, history.rows)
-            if stop["requested"] or (step + 1) % cfg["checkpoint_every"] == 0:
-                save_resume(step + 1)
-                if stop["requested"]:
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{history.images / history.seconds:.0f}")
+            if log_due(cfg, step, steps_per_epoch, total):
+                log_row(loop, state, step, step // steps_per_epoch)
+            if sigterm.requested or (step + 1) % cfg["checkpoint_every"] == 0:
+                save_resume(loop, state, step + 1)
+                if sigterm.requested:
                     raise Preempted()
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
-    if loop.select and best_state is not None:
-        model.load_state_dict(best_state)
+    if loop.select and state.best_model is not None:
+        model.load_state_dict(state.best_model)
     return model, history
 
 
