@@ -1,6 +1,8 @@
-# Helpers shared by the rules: paths derived from the validated config, and the config sections
-# each `equihand` call receives on its command line (so the command is one a user can type, and
-# Snakemake reruns a step exactly when its own section of the config changes).
+# Helpers shared by the rules: paths derived from the validated config and the study's vocabulary
+# (equihand.vocabulary: objectives, run folders, figures), each compute rule's threads and
+# resources, and the config sections each `equihand` call receives on its command line (so the
+# command is one a user can type, and Snakemake reruns a step exactly when its own section of the
+# config changes).
 import json
 import os
 import re
@@ -10,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 DATA_DIR = config["data_dir"]
 RESULTS = config["results_dir"]
+STUDY = config["study"]
 
 
 def cli_config(*sections):
@@ -21,6 +24,9 @@ def cli_config(*sections):
     )
 
 
+# --- paths ---------------------------------------------------------------------------------------
+
+
 def raw_dataset(dataset):
     return f"{DATA_DIR}/{dataset}"
 
@@ -29,29 +35,11 @@ def prepared_cache(dataset):
     return f"{RESULTS}/prepared/{dataset}"
 
 
-wildcard_constraints:
-    dataset="synth|freihand",
-
-
-STUDY = config["study"]
 CACHE = prepared_cache(config["dataset"])
-
-
-def all_cores():
-    """The cores given to Snakemake (1 where none are, e.g. under --report or --lint)."""
-    try:
-        return workflow.cores or 1
-    except WorkflowError:  # raised when no --cores was given
-        return 1
-
-
-def job_threads(rule_name):
-    """Threads of a training rule from study.resources (0 = all cores given to Snakemake)."""
-    return STUDY["resources"][rule_name]["threads"] or all_cores()
-
-
-def job_resource(rule_name, key):
-    return STUDY["resources"][rule_name][key]
+TABLES_DIR = f"{RESULTS}/tables"
+FIGURES_DIR = f"{RESULTS}/figures"
+# the figures `equihand figures` writes (captions in report/)
+FIGURE_NAMES = list(vocabulary.FIGURES)
 
 
 def run_dir(step, **fields):
@@ -65,10 +53,77 @@ def run_file(step, name, **fields):
     return f"{run_dir(step, **fields)}/{name}"
 
 
-def evaluate_dir(objective, backbone, fraction, seed):
-    return run_dir(
-        "evaluate", objective=objective, backbone=backbone, fraction=fraction, seed=seed
-    )
+def run_log(step):
+    """The log of a job of `step`, named like its run folder."""
+    return f"logs/{vocabulary.run_folder(step)}.log"
+
+
+def run_benchmark(step):
+    """The timings of a job of `step`, named like its run folder."""
+    return f"benchmarks/{vocabulary.run_folder(step)}.tsv"
+
+
+# --- threads and resources of the compute rules ---------------------------------------------------
+
+
+def all_cores():
+    """The cores given to Snakemake (1 where none are, e.g. under --report or --lint)."""
+    try:
+        return workflow.cores or 1
+    except WorkflowError:  # raised when no --cores was given
+        return 1
+
+
+def job_threads(rule_name):
+    """Threads of a compute rule from study.resources (0 = all cores given to Snakemake)."""
+    return STUDY["resources"][rule_name]["threads"] or all_cores()
+
+
+def job_resources(rule_name):
+    """Memory, wall time and GPUs of a compute rule from study.resources; the GPU model and the
+    CPUs per GPU are unset (None) when empty/0: any GPU model, and --cpus-per-task=threads.
+    """
+    job = STUDY["resources"][rule_name]
+    return {
+        "mem_mb": job["mem_mb"],
+        "runtime": job["runtime"],
+        "gpu": job["gpu"],
+        "gpu_model": job["gpu_model"] or None,
+        "cpus_per_gpu": job["cpus_per_gpu"] or None,
+    }
+
+
+# --- the study grid ----------------------------------------------------------------------------
+
+
+def all_evaluations():
+    """metrics.json of every evaluation in the study grid."""
+    return [
+        run_file(
+            "evaluate", "metrics.json", objective=o, backbone=b, fraction=f, seed=s
+        )
+        for o in STUDY["objectives"]
+        for b in STUDY["backbones"]
+        for f in STUDY["label_fractions"]
+        for s in STUDY["seeds"]
+    ]
+
+
+def probe_encoders():
+    """The probe's encoders: random init, supervised (the `none` runs), every pretrained one."""
+    return vocabulary.probe_encoders(STUDY["objectives"])
+
+
+def all_probes():
+    return [
+        run_file("probe", "probe.csv", encoder=e, backbone=b, seed=s)
+        for e in probe_encoders()
+        for b in STUDY["backbones"]
+        for s in STUDY["seeds"]
+    ]
+
+
+# --- inputs that depend on the wildcards or the config ---------------------------------------------
 
 
 def finetune_input(wildcards):
@@ -84,53 +139,6 @@ def finetune_input(wildcards):
             seed=w.seed,
         )
     return inputs
-
-
-def output_folder(wildcards, output):
-    """The folder of a rule's first output (the run folder the CLI writes into)."""
-    return os.path.dirname(output[0])
-
-
-def pretrained_arg(wildcards, input):
-    return input.get("pretrained", "none")
-
-
-def all_evaluations(*names):
-    """Files `names` (default metrics.json) of every evaluation in the study grid."""
-    return [
-        f"{evaluate_dir(o, b, f, s)}/{name}"
-        for o in STUDY["objectives"]
-        for b in STUDY["backbones"]
-        for f in STUDY["label_fractions"]
-        for s in STUDY["seeds"]
-        for name in names or ("metrics.json",)
-    ]
-
-
-def all_training_metrics():
-    """metrics.csv of every finetuning run and of every pretraining run it starts from."""
-    grid = [
-        (o, b, s)
-        for o in STUDY["objectives"]
-        for b in STUDY["backbones"]
-        for s in STUDY["seeds"]
-    ]
-    finetune = [
-        run_file("finetune", "metrics.csv", objective=o, backbone=b, fraction=f, seed=s)
-        for o, b, s in grid
-        for f in STUDY["label_fractions"]
-    ]
-    pretrain = [
-        run_file("pretrain", "metrics.csv", objective=o, backbone=b, seed=s)
-        for o, b, s in grid
-        if o != vocabulary.NO_PRETRAINING
-    ]
-    return finetune + pretrain
-
-
-def probe_encoders():
-    """The probe's encoders: random init, supervised (the `none` runs), every pretrained one."""
-    return vocabulary.probe_encoders(STUDY["objectives"])
 
 
 def probe_input(wildcards):
@@ -158,24 +166,52 @@ def probe_input(wildcards):
     return inputs
 
 
-def all_probes():
-    return [
-        run_file("probe", "probe.csv", encoder=e, backbone=b, seed=s)
-        for e in probe_encoders()
-        for b in STUDY["backbones"]
-        for s in STUDY["seeds"]
-    ]
-
-
-def part_aware_outputs():
-    """The part-aware table and figure the report reads, when the probe is enabled."""
+def part_aware_inputs():
+    """The part-aware table and figure the report reads, when the probe is enabled (the claims
+    are read beside the table: `--part-aware TABLE FIGURE`)."""
     if not config["probe"]["enabled"]:
         return {}
     return {
-        "part_aware_table": f"{RESULTS}/tables/part_aware.csv",
-        "part_aware_claims": f"{RESULTS}/tables/part_aware_claims.csv",
-        "part_aware_figure": f"{RESULTS}/figures/part_aware.png",
+        "part_aware_table": rules.part_aware.output.csv,
+        "part_aware_figure": rules.part_aware.output.png,
     }
+
+
+# --- params: command-line values derived from a rule's files ---------------------------------------
+
+
+def output_folder(wildcards, output):
+    """The folder of a rule's first output (the run folder the CLI writes into)."""
+    return os.path.dirname(output[0])
+
+
+def input_folder(key):
+    """The folder of a rule's input `key` (its first file when it names several)."""
+
+    def folder(wildcards, input):
+        files = input[key]
+        return os.path.dirname(files if isinstance(files, str) else files[0])
+
+    return folder
+
+
+def output_stem(key):
+    """A rule's output `key` without its suffix (the CLI adds the suffixes it writes)."""
+
+    def stem(wildcards, output):
+        return os.path.splitext(output[key])[0]
+
+    return stem
+
+
+def pretrained_arg(wildcards, input):
+    """`--pretrained`: the pretraining run's model.pt, or none (finetuning from scratch)."""
+    return input.get("pretrained", "none")
+
+
+def checkpoint_arg(wildcards, input):
+    """`--checkpoint`: the encoder's model.pt, or random (an untrained encoder)."""
+    return input.get("checkpoint", "random")
 
 
 def part_aware_arg(wildcards, input):
@@ -186,16 +222,13 @@ def part_aware_arg(wildcards, input):
     return f"--part-aware {table} {input.part_aware_figure}"
 
 
-# the figures `equihand figures` writes (captions in report/)
-FIGURE_NAMES = list(vocabulary.FIGURES)
-
-
 def one_of(names):
     """A wildcard constraint matching exactly these names."""
     return "|".join(re.escape(name) for name in names)
 
 
 wildcard_constraints:
+    dataset="synth|freihand",
     objective=one_of(vocabulary.study_objectives()),
     encoder=one_of(vocabulary.encoders()),
     backbone="resnet[0-9]+",

@@ -14,7 +14,10 @@ rule synth:
     params:
         config=cli_config("synth"),
     shell:
-        "equihand synth {params.config} --set synth.workers={threads} --out {output} > {log} 2>&1"
+        "equihand synth {params.config}"
+        " --set synth.workers={threads}"
+        " --out {output}"
+        " > {log} 2>&1"
 
 
 rule download:
@@ -26,8 +29,11 @@ rule download:
         "../envs/equihand.yaml"
     params:
         config=cli_config("download"),
+    # fmt: off[next]
     shell:
-        "equihand download {params.config} --out {output} > {log} 2>&1"
+        "equihand download {params.config}"
+        " --out {output}"
+        " > {log} 2>&1"
 
 
 rule prepare:
@@ -45,4 +51,8 @@ rule prepare:
     params:
         config=cli_config("prepare"),
     shell:
-        "equihand prepare {params.config} --set prepare.workers={threads} --root {input} --out {output} > {log} 2>&1"
+        "equihand prepare {params.config}"
+        " --set prepare.workers={threads}"
+        " --root {input}"
+        " --out {output}"
+        " > {log} 2>&1"

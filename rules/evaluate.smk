@@ -3,31 +3,32 @@
 
 rule evaluate:
     input:
-        model=f"{RESULTS}/finetune/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/model.pt",
+        model=run_file("finetune", "model.pt"),
         cache=CACHE,
     output:
-        metrics=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/metrics.json",
-        pred=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/pred.json",
-        pck=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/pck.csv",
-        per_joint=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/per_joint.csv",
-        qualitative=f"{RESULTS}/evaluate/{{objective}}_{{backbone}}_f{{fraction}}_s{{seed}}/qualitative.png",
+        metrics=run_file("evaluate", "metrics.json"),
+        pred=run_file("evaluate", "pred.json"),
+        pck=run_file("evaluate", "pck.csv"),
+        per_joint=run_file("evaluate", "per_joint.csv"),
+        qualitative=run_file("evaluate", "qualitative.png"),
     log:
-        "logs/evaluate/{objective}_{backbone}_f{fraction}_s{seed}.log",
+        run_log("evaluate"),
     conda:
         "../envs/equihand.yaml"
     threads: job_threads("evaluate")
     resources:
-        mem_mb=job_resource("evaluate", "mem_mb"),
-        runtime=job_resource("evaluate", "runtime"),
-        gpu=job_resource("evaluate", "gpu"),
-        # unset (None) when empty/0: any GPU model, and --cpus-per-task=threads
-        gpu_model=job_resource("evaluate", "gpu_model") or None,
-        cpus_per_gpu=job_resource("evaluate", "cpus_per_gpu") or None,
+        **job_resources("evaluate"),
     params:
         config=cli_config("train", "device"),
         out=output_folder,
     shell:
-        "equihand evaluate {params.config} --set train.threads={threads} --checkpoint {input.model} --data {input.cache} --split test --out {params.out} > {log} 2>&1"
+        "equihand evaluate {params.config}"
+        " --set train.threads={threads}"
+        " --checkpoint {input.model}"
+        " --data {input.cache}"
+        " --split test"
+        " --out {params.out}"
+        " > {log} 2>&1"
 
 
 rule aggregate:
@@ -35,20 +36,24 @@ rule aggregate:
         all_evaluations(),
     output:
         csv=report(
-            f"{RESULTS}/tables/ablation.csv",
+            f"{TABLES_DIR}/ablation.csv",
             caption="../report/ablation_table.rst",
             category="Tables",
         ),
-        runs=f"{RESULTS}/tables/runs.csv",
-        md=f"{RESULTS}/tables/ablation.md",
-        tex=f"{RESULTS}/tables/ablation.tex",
+        runs=f"{TABLES_DIR}/runs.csv",
+        md=f"{TABLES_DIR}/ablation.md",
+        tex=f"{TABLES_DIR}/ablation.tex",
         # the same means per cell, flat, for `dvc metrics show` (dvc.yaml)
-        metrics=f"{RESULTS}/tables/metrics.json",
+        metrics=f"{TABLES_DIR}/metrics.json",
     log:
         "logs/aggregate.log",
     conda:
         "../envs/equihand.yaml"
     params:
         out=output_folder,
+    # fmt: off[next]
     shell:
-        "equihand aggregate --metrics {input} --out {params.out} > {log} 2>&1"
+        "equihand aggregate"
+        " --metrics {input}"
+        " --out {params.out}"
+        " > {log} 2>&1"

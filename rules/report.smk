@@ -3,20 +3,21 @@
 
 
 rule figures:
+    # Beside each metrics.json the step also reads pck.csv, per_joint.csv and qualitative.png,
+    # and the training curves (metrics.csv) of the runs that metrics.json names: outputs of the
+    # same evaluate job or of the training jobs upstream of it, so the DAG already makes them.
     input:
         metrics=all_evaluations(),
-        details=all_evaluations("pck.csv", "per_joint.csv", "qualitative.png"),
-        training=all_training_metrics(),
     output:
         [
             report(
-                f"{RESULTS}/figures/{name}.png",
+                f"{FIGURES_DIR}/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
             )
             for name in FIGURE_NAMES
         ],
-        pdf=expand(f"{RESULTS}/figures/{{name}}.pdf", name=FIGURE_NAMES),
+        pdf=expand(f"{FIGURES_DIR}/{{name}}.pdf", name=FIGURE_NAMES),
     log:
         "logs/figures.log",
     conda:
@@ -25,14 +26,17 @@ rule figures:
         config=cli_config("report"),
         out=output_folder,
     shell:
-        "equihand figures {params.config} --metrics {input.metrics} --out {params.out} > {log} 2>&1"
+        "equihand figures {params.config}"
+        " --metrics {input.metrics}"
+        " --out {params.out}"
+        " > {log} 2>&1"
 
 
 rule reference:
     input:
         cache=CACHE,
     output:
-        f"{RESULTS}/tables/reference.json",
+        f"{TABLES_DIR}/reference.json",
     log:
         "logs/reference.log",
     conda:
@@ -40,15 +44,19 @@ rule reference:
     params:
         config=cli_config("report"),
     shell:
-        "equihand reference {params.config} --data {input.cache} --out {output} > {log} 2>&1"
+        "equihand reference {params.config}"
+        " --data {input.cache}"
+        " --out {output}"
+        " > {log} 2>&1"
 
 
 rule report:
     input:
-        **part_aware_outputs(),
+        **part_aware_inputs(),
         runs=rules.aggregate.output.runs,
         reference=rules.reference.output[0],
-        figures=rules.figures.output,
+        # the PNGs the report embeds; `--figures` is their folder
+        figures=expand(f"{FIGURES_DIR}/{{name}}.png", name=FIGURE_NAMES),
     output:
         md=f"{RESULTS}/report/ablation.md",
         html=report(
@@ -65,8 +73,14 @@ rule report:
         config=cli_config(
             "synth", "prepare", "model", "study", "pretrain", "finetune", "report"
         ),
-        figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
+        figures=input_folder("figures"),
         part_aware=part_aware_arg,
         out=output_folder,
     shell:
-        "equihand report {params.config} --runs {input.runs} --figures {params.figures} --reference {input.reference} {params.part_aware} --out {params.out} > {log} 2>&1"
+        "equihand report {params.config}"
+        " --runs {input.runs}"
+        " --figures {params.figures}"
+        " --reference {input.reference}"
+        " {params.part_aware}"
+        " --out {params.out}"
+        " > {log} 2>&1"
