@@ -38,11 +38,11 @@ from fixtures import jpeg_files
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from equihand import augment, objectives
 from equihand.config import load_config
-from equihand.models import build_contrastive_model
-from equihand.optim import build_optimizer
-from equihand.train import resolve_device
+from equihand.methods import augment, objectives
+from equihand.methods.models import build_contrastive_model
+from equihand.train.loop import resolve_device
+from equihand.train.optim import build_optimizer
 
 TEMPERATURE = train_throughput.TEMPERATURE
 

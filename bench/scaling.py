@@ -62,10 +62,10 @@ def child(
     cache: Path, out: Path, threads: int, batch: int, backbone: str, data_path: str = "pread"
 ) -> dict:
     """One pretraining epoch on `cache`, in this process; its seconds and peak RSS."""
-    from equihand import pretrain as module
     from equihand.config import load_config
     from equihand.data.cache import PreparedData
-    from equihand.pretrain import pretrain
+    from equihand.train import pretrain as module
+    from equihand.train.pretrain import pretrain
 
     if data_path == "mmap":
         PreparedData.reader = lambda self, name: getattr(self, name)

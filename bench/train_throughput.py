@@ -31,13 +31,13 @@ import torch
 from common import RESULTS, environment, markdown, set_threads, sync, write_csv
 from fixtures import decode_jpegs, jpeg_files, write_cache
 
-from equihand import augment, objectives
 from equihand.config import load_config
 from equihand.data.cache import Prefetcher, PreparedData, RowReader
-from equihand.models import build_contrastive_model
-from equihand.optim import build_optimizer
-from equihand.pretrain import contrastive_loss, load_images
-from equihand.train import runtime_setup
+from equihand.methods import augment, objectives
+from equihand.methods.models import build_contrastive_model
+from equihand.train.loop import runtime_setup
+from equihand.train.optim import build_optimizer
+from equihand.train.pretrain import contrastive_loss, load_images
 
 OBJECTIVE = "equivariant"
 TEMPERATURE = 0.5

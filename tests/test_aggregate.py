@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from equihand.aggregate import aggregate
+from equihand.analysis.aggregate import aggregate
 from equihand.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Tests of equihand.augment: geometry against image content, sampling, photometric ops."""
+"""Tests of equihand.methods.augment: geometry against image content, sampling, photometric ops."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import kornia
 import pytest
 import torch
 
-from equihand import augment
-from equihand.augment import AugmentConfig
 from equihand.config import load_schema
+from equihand.methods import augment
+from equihand.methods.augment import AugmentConfig
 
 SIZE = 48
 NO_COLOUR = dict(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from equihand import metrics as m
+from equihand.evaluate import metrics as m
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -164,7 +164,7 @@ def test_fit_announces_each_next_micro_batch(tmp_path):
     import torch
 
     from equihand.config import load_config
-    from equihand.train import Loop, fit
+    from equihand.train.loop import Loop, fit
 
     config = load_config(None, ["progress=never", "device=cpu", "pretrain.epochs=3",
                                 "pretrain.batch_size=4", "pretrain.accumulate=2"])  # fmt: skip

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from equihand.figures import FIGURES
+from equihand.analysis.figures import FIGURES
 
 # equihand figures' PNGs and the part-aware probe's (equihand part-aware)
 N_FIGURES = len(FIGURES) + 1
@@ -293,7 +293,7 @@ def test_dvc_yaml_stages_call_snakemake_and_read_the_config_files():
 
 
 def test_aggregate_writes_the_metrics_dvc_shows(tmp_path):
-    from equihand.aggregate import aggregate
+    from equihand.analysis.aggregate import aggregate
 
     paths = []
     for objective, pa_epe in (("none", 4.0), ("equivariant", 3.0)):

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from equihand import augment, objectives
+from equihand.methods import augment, objectives
 
 SIZE = 64
 CENTRE = (SIZE - 1) / 2

@@ -13,13 +13,13 @@ from conftest import TINY, tiny_config
 from PIL import Image
 
 from equihand import cli
-from equihand.checkpoint import load_checkpoint, save_checkpoint
 from equihand.data.cache import PreparedData
-from equihand.evaluate import evaluate
-from equihand.finetune import Labels, finetune, labeled_subset, root_range
-from equihand.models import build_pose_model
-from equihand.pretrain import load_images, pretrain
-from equihand.train import autocast, place
+from equihand.evaluate.evaluate import evaluate
+from equihand.methods.models import build_pose_model
+from equihand.train.checkpoint import load_checkpoint, save_checkpoint
+from equihand.train.finetune import Labels, finetune, labeled_subset, root_range
+from equihand.train.loop import autocast, place
+from equihand.train.pretrain import load_images, pretrain
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,20 @@ import torch
 import yaml
 from conftest import TINY, tiny_config
 
-from equihand import cli, mim, objectives
-from equihand.checkpoint import load_checkpoint
+from equihand import cli
 from equihand.config import ConfigError
 from equihand.errors import UserError
-from equihand.finetune import finetune
-from equihand.models import (
+from equihand.methods import mim, objectives
+from equihand.methods.models import (
     Encoder,
     MaskedModel,
     build_masked_model,
     build_pose_model,
     load_backbone_state,
 )
-from equihand.pretrain import pretrain
+from equihand.train.checkpoint import load_checkpoint
+from equihand.train.finetune import finetune
+from equihand.train.pretrain import pretrain
 
 # --------------------------------------------------------------------------- masks
 

@@ -1,4 +1,5 @@
-"""The 2.5D pose representation (equihand.pose) and the encoder and heads (equihand.models)."""
+"""The 2.5D pose representation (equihand.methods.pose) and the encoder and heads
+(equihand.methods.models)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import torch
 import torchvision
 from torch import nn
 
-from equihand import models, pose
 from equihand.data import hand_model as hm
 from equihand.data.layout import N_JOINTS, SCALE_BONE
 from equihand.errors import UserError
+from equihand.methods import models, pose
 
 # --- pose: 2.5D and back ------------------------------------------------------------------------
 

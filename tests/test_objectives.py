@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equihand import objectives, vocabulary
+from equihand import vocabulary
 from equihand.config import load_config, load_schema
-from equihand.objectives import (
+from equihand.methods import objectives
+from equihand.methods.objectives import (
     equivariant,
     equivariant_projection,
     get_objective,
@@ -238,7 +239,7 @@ def test_a_registered_objective_is_one_entry_away_from_the_study(monkeypatch):
     monkeypatch.setattr(vocabulary, "OBJECTIVES", dict(vocabulary.OBJECTIVES))
     with pytest.raises(Exception, match="toy"):
         load_config(overrides=["study.objectives=[none, toy]"])
-    vocabulary.register_objective("toy", "equihand.objectives:invariant")
+    vocabulary.register_objective("toy", "equihand.methods.objectives:invariant")
     config = load_config(overrides=["study.objectives=[none, toy]", "pretrain.objective=toy"])
     assert config["study"]["objectives"] == ["none", "toy"]
     assert vocabulary.study_objectives()[-1] == "toy"

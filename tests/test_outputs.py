@@ -16,11 +16,10 @@ import pytest
 import yaml
 from conftest import tiny_config
 
-from equihand.checkpoint import save_checkpoint
 from equihand.data.layout import annotation_path
 from equihand.errors import UserError
-from equihand.evaluate import evaluate
-from equihand.models import build_pose_model
+from equihand.evaluate.evaluate import evaluate
+from equihand.methods.models import build_pose_model
 from equihand.outputs import (
     MARKER,
     check_folder,
@@ -30,6 +29,7 @@ from equihand.outputs import (
     owns_folder,
     replace_folder,
 )
+from equihand.train.checkpoint import save_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 UNWRITABLE = Path("/sys/equihand-test-output")  # mkdir fails there even for root

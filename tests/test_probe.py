@@ -14,11 +14,13 @@ import torch
 from conftest import tiny_config
 from PIL import Image
 
-from equihand import cli, part_aware, probe, probe_data
+from equihand import cli
+from equihand.analysis import part_aware
 from equihand.data.cache import PreparedData
 from equihand.data.prepare import project, rescale_intrinsics
 from equihand.errors import UserError
-from equihand.models import build_contrastive_model
+from equihand.methods.models import build_contrastive_model
+from equihand.probe import probe, probe_data
 
 PROBE = ["probe.n_train=24", "probe.n_val=8", "probe.n_test=8", "probe.min_crop_px=3"]
 PROBE += ["probe.epochs=4", "probe.feature_batch_size=32"]
@@ -183,7 +185,7 @@ def test_missing_raw_image_names_the_file(cache, tiny_dataset, tmp_path):
 
 
 def _pretrained(cache, tmp_path) -> Path:
-    from equihand.pretrain import pretrain
+    from equihand.train.pretrain import pretrain
 
     return pretrain(cache, tmp_path / "pre", tiny_config("pretrain.objective=equivariant"))
 

@@ -10,7 +10,7 @@ from conftest import TINY
 
 from equihand import cli
 from equihand.data.cache import PreparedData
-from equihand.reference import (
+from equihand.evaluate.reference import (
     constant_pose_pa_epe_cm,
     constant_pose_reference,
     mean_pose_prediction,

@@ -9,12 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from equihand.aggregate import ablation_table
-from equihand.cli import main
-from equihand.config import load_config
-from equihand.errors import UserError
-from equihand.figures import FIGURES
-from equihand.report import (
+from equihand.analysis.aggregate import ablation_table
+from equihand.analysis.figures import FIGURES
+from equihand.analysis.report import (
     answer,
     compare,
     comparisons,
@@ -24,6 +21,9 @@ from equihand.report import (
     unaligned_reference_text,
     write_report,
 )
+from equihand.cli import main
+from equihand.config import load_config
+from equihand.errors import UserError
 
 
 def _runs(values: dict[str, list], fraction: float = 0.1) -> pd.DataFrame:

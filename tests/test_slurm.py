@@ -23,7 +23,7 @@ import torch
 import yaml
 from slurm_cluster import Cluster, ClusterError
 
-from equihand.checkpoint import load_checkpoint
+from equihand.train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

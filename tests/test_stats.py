@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from equihand.stats import bootstrap_ci, bootstrap_settings, paired
+from equihand.analysis.stats import bootstrap_ci, bootstrap_settings, paired
 
 BOOT = {"n_boot": 2000, "confidence": 0.95, "seed": 0}
 

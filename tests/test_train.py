@@ -18,20 +18,21 @@ import torch
 from conftest import TINY, tiny_config
 from torch import nn
 
-from equihand import cli, train
-from equihand.checkpoint import (
+from equihand import cli
+from equihand.data.cache import PreparedData
+from equihand.errors import DataError, UserError
+from equihand.methods.models import build_contrastive_model
+from equihand.train import loop as train
+from equihand.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
-from equihand.data.cache import PreparedData
-from equihand.errors import DataError, UserError
-from equihand.finetune import augments, finetune, labeled_subset
-from equihand.models import build_contrastive_model
-from equihand.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
-from equihand.pretrain import pretrain
-from equihand.train import Loop, TrainingError, fit
+from equihand.train.finetune import augments, finetune, labeled_subset
+from equihand.train.loop import Loop, TrainingError, fit
+from equihand.train.optim import LARS, build_optimizer, parameter_groups, warmup_cosine
+from equihand.train.pretrain import pretrain
 
 
 def state_equal(a: dict, b: dict) -> bool:
@@ -290,7 +291,7 @@ def test_finetune_from_pretrained_selects_on_validation(cache, tmp_path):
 
 
 def test_finetune_starts_from_the_pretrained_encoder(cache, tmp_path, monkeypatch):
-    from equihand import finetune as ft
+    from equihand.train import finetune as ft
 
     config = tiny_config("pretrain.max_steps=2", "finetune.max_steps=1")
     pre = pretrain(cache, tmp_path / "pre", config)

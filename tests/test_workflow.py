@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 WITH_TOY_OBJECTIVE = """
 import sys
 from equihand import vocabulary
-vocabulary.register_objective("toy", "equihand.objectives:invariant")
+vocabulary.register_objective("toy", "equihand.methods.objectives:invariant")
 from snakemake.cli import main
 sys.exit(main())
 """

@@ -19,17 +19,38 @@ STEPS = {
     "synth": ("equihand.data.synth", "render the synthetic hand dataset in the FreiHAND layout"),
     "download": ("equihand.data.download", "download and extract FreiHAND"),
     "prepare": ("equihand.data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
-    "pretrain": ("equihand.pretrain", "self-supervised pretraining of an encoder (no labels)"),
-    "finetune": ("equihand.finetune", "supervised 2.5D pose finetuning, selected on validation"),
-    "evaluate": ("equihand.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
-    "aggregate": ("equihand.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
-    "figures": ("equihand.figures", "the study's figures (PNG and PDF) from its evaluations"),
-    "reference": ("equihand.reference", "the PA-EPE, EPE and AUC a model must beat"),
-    "probe-data": ("equihand.probe_data", "whole-image and part-crop sets of the part probe"),
-    "probe": ("equihand.probe", "linear probes and retrieval of one frozen encoder"),
-    "part-aware": ("equihand.part_aware", "the part-aware table, figure and claims over runs"),
-    "report": ("equihand.report", "the written ablation report (Markdown and HTML) with CIs"),
-    "score": ("equihand.score", "score a FreiHAND-format pred.json against ground truth"),
+    "pretrain": (
+        "equihand.train.pretrain",
+        "self-supervised pretraining of an encoder (no labels)",
+    ),
+    "finetune": (
+        "equihand.train.finetune",
+        "supervised 2.5D pose finetuning, selected on validation",
+    ),
+    "evaluate": (
+        "equihand.evaluate.evaluate",
+        "FreiHAND metrics and predictions of a finetuned model",
+    ),
+    "aggregate": (
+        "equihand.analysis.aggregate",
+        "the ablation table (CSV, Markdown, LaTeX) from metrics",
+    ),
+    "figures": (
+        "equihand.analysis.figures",
+        "the study's figures (PNG and PDF) from its evaluations",
+    ),
+    "reference": ("equihand.evaluate.reference", "the PA-EPE, EPE and AUC a model must beat"),
+    "probe-data": ("equihand.probe.probe_data", "whole-image and part-crop sets of the part probe"),
+    "probe": ("equihand.probe.probe", "linear probes and retrieval of one frozen encoder"),
+    "part-aware": (
+        "equihand.analysis.part_aware",
+        "the part-aware table, figure and claims over runs",
+    ),
+    "report": (
+        "equihand.analysis.report",
+        "the written ablation report (Markdown and HTML) with CIs",
+    ),
+    "score": ("equihand.evaluate.score", "score a FreiHAND-format pred.json against ground truth"),
     "pull": ("equihand.pull", "dvc pull that checks every object's md5 before checking out"),
 }
 

@@ -10,7 +10,7 @@ all call things.
 
 Standard library only: the Snakefile reads this module too, before any heavy import.
 
-Adding an objective is one loss function (the signature in `equihand.objectives`) and one
+Adding an objective is one loss function (the signature in `equihand.methods.objectives`) and one
 `register_objective` line below. The config schema's allowed objectives, the workflow's grid,
 wildcards and rules, the CLI's choices, the pretraining step and the analysis' ordering all read
 the registry.
@@ -33,7 +33,7 @@ class ObjectiveEntry:
     """A registered pretraining objective: where its loss lives and what it needs."""
 
     name: str
-    loss: str  # "module:function" of the loss; equihand.objectives documents the signature
+    loss: str  # "module:function" of the loss; equihand.methods.objectives documents the signature
     contrastive: bool = True  # needs two projected views (z1, z2) and their geometry
     masked: bool = False  # needs a masked view reconstructed by the pixel decoder (recon)
 
@@ -59,11 +59,11 @@ def register_objective(
     return OBJECTIVES[name]
 
 
-register_objective("invariant", "equihand.objectives:invariant")
-register_objective("equivariant", "equihand.objectives:equivariant")
-register_objective("mim", "equihand.objectives:mim", contrastive=False, masked=True)
-register_objective("invariant+mim", "equihand.objectives:invariant_mim", masked=True)
-register_objective("equivariant+mim", "equihand.objectives:equivariant_mim", masked=True)
+register_objective("invariant", "equihand.methods.objectives:invariant")
+register_objective("equivariant", "equihand.methods.objectives:equivariant")
+register_objective("mim", "equihand.methods.objectives:mim", contrastive=False, masked=True)
+register_objective("invariant+mim", "equihand.methods.objectives:invariant_mim", masked=True)
+register_objective("equivariant+mim", "equihand.methods.objectives:equivariant_mim", masked=True)
 
 
 def pretraining_objectives() -> tuple[str, ...]:

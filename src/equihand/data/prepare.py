@@ -67,7 +67,7 @@ from equihand.data.layout import (
 from equihand.errors import DataError
 from equihand.io import atomic_write_json
 from equihand.outputs import MARKER, check_folder, replace_folder
-from equihand.units import check_scale_bone
+from equihand.data.units import check_scale_bone
 
 FORMAT_VERSION = 1
 CHUNK = 64  # images per decoding task: bounds the memory in flight per worker

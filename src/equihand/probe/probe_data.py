@@ -1,4 +1,4 @@
-"""`equihand probe-data`: the image sets of the part-aware probe (equihand.probe).
+"""`equihand probe-data`: the image sets of the part-aware probe (equihand.probe.probe).
 
 Object level: whole images of the prepared cache, labelled by gesture class and by the bin of
 the hand's in-plane orientation (the image-plane direction wrist -> middle-finger MCP), in
@@ -187,7 +187,7 @@ def build(cache_dir: Path, raw_dir: Path, config: dict) -> tuple[dict, dict]:
     bounds = [0.0, *edges.tolist(), 360.0]
     tasks = {
         "orientation": [f"{lo:.0f}-{hi:.0f}deg" for lo, hi in pairwise(bounds)],
-        "pose2d": [],  # no classes: ridge regression (equihand.probe)
+        "pose2d": [],  # no classes: ridge regression (equihand.probe.probe)
     }
     gesture_names = data.meta.get("gesture_names")
     if gesture_names and (arrays["gesture"] >= 0).all():

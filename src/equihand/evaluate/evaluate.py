@@ -1,7 +1,7 @@
 """`equihand evaluate`: score a finetuned checkpoint on a split with FreiHAND's metrics.
 
-Writes into the output folder: `metrics.json` (equihand.metrics.evaluate_keypoints: EPE, PA-EPE,
-AUC, PA-AUC in FreiHAND's units, root-relative EPE, 2D errors), `per_sample.csv` and
+Writes into the output folder: `metrics.json` (equihand.evaluate.metrics.evaluate_keypoints: EPE,
+PA-EPE, AUC, PA-AUC in FreiHAND's units, root-relative EPE, 2D errors), `per_sample.csv` and
 `per_joint.csv` (errors in cm, before and after Procrustes alignment), `pck.csv` (the PCK curves),
 `pred.json` in FreiHAND's submission format ([xyz list, verts list], metres; no vertices), a grid
 of qualitative predictions (`qualitative.png`, true skeleton white, predicted in colour) and the
@@ -21,18 +21,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from equihand import metrics
-from equihand.checkpoint import CheckpointError, load_checkpoint
 from equihand.config import explicit_settings, write_resolved
 from equihand.data.cache import SPLIT_NAMES, PreparedData
 from equihand.data.layout import BONES, JOINT_NAMES
 from equihand.data.synth import draw_skeleton
 from equihand.errors import UserError
-from equihand.finetune import Labels, predict
+from equihand.evaluate import metrics
 from equihand.io import atomic_path, atomic_write_json, atomic_write_text
-from equihand.models import build_pose_model
+from equihand.methods.models import build_pose_model
 from equihand.outputs import check_folder, claim_folder
-from equihand.train import place, runtime_setup
+from equihand.train.checkpoint import CheckpointError, load_checkpoint
+from equihand.train.finetune import Labels, predict
+from equihand.train.loop import place, runtime_setup
 
 GRID_SAMPLES = 16
 GRID_TILE_PX = 160

@@ -3,15 +3,16 @@
 Uses a fixed, seeded fraction of the labeled split; geometric augmentation moves the keypoints
 with the image (uv' = A uv; the root-relative depths are unchanged). After every epoch the model
 is scored on the validation split (3D joint errors after recovering 3D from the 2.5D output with
-the intrinsics and the reference-bone scale, equihand.pose), and the weights of the epoch with the
-lowest validation PA-EPE are kept. The test split is never read here. Writes `model.pt`,
+the intrinsics and the reference-bone scale, equihand.methods.pose), and the weights of the epoch
+with the lowest validation PA-EPE are kept. The test split is never read here. Writes `model.pt`,
 `metrics.csv`, `config.yaml`.
 
-With ``model.root_refine`` the model also learns the root depth (equihand.models.RootRefiner):
-its clamp range is recorded from the run's labeled images, the loss adds
-``finetune.root_weight`` x L1 of the refined root depth against the true one (bone units; under
-augmentation the intrinsics follow the image, K' = A K, so the true depth is unchanged), and 3D
-is placed with the refined root everywhere (validation, `equihand evaluate`, pred.json).
+With ``model.root_refine`` the model also learns the root depth
+(equihand.methods.models.RootRefiner): its clamp range is recorded from the run's labeled images,
+the loss adds ``finetune.root_weight`` x L1 of the refined root depth against the true one (bone
+units; under augmentation the intrinsics follow the image, K' = A K, so the true depth is
+unchanged), and 3D is placed with the refined root everywhere (validation, `equihand evaluate`,
+pred.json).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from equihand import augment, metrics, pose
-from equihand.checkpoint import load_checkpoint
 from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
-from equihand.models import build_pose_model, load_backbone_state
+from equihand.evaluate import metrics
+from equihand.methods import augment, pose
+from equihand.methods.models import build_pose_model, load_backbone_state
 from equihand.outputs import check_folder, claim_folder
-from equihand.pretrain import load_images
-from equihand.train import (
+from equihand.train.checkpoint import load_checkpoint
+from equihand.train.loop import (
     Loop,
     TrainingError,
     add_run_arguments,
@@ -40,6 +41,7 @@ from equihand.train import (
     place,
     runtime_setup,
 )
+from equihand.train.pretrain import load_images
 
 MODEL_NAME = "model.pt"
 # The validation metric that picks the kept epoch: PA-EPE, the study's headline measure. The

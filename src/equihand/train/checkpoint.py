@@ -5,7 +5,7 @@ A checkpoint is a dict that carries everything needed to resume or evaluate a ru
 - ``format`` = "equihand-checkpoint" and ``format_version`` (FORMAT_VERSION),
 - ``kind``: "pretrain" or "finetune", and ``final`` (False for a resumable mid-run state),
 - ``step`` (optimiser steps done), ``model``, ``optimizer``, ``scheduler`` state dicts,
-- ``rng``: torch's CPU generator state (the loops also reseed per step, see equihand.train),
+- ``rng``: torch's CPU generator state (the loops also reseed per step, see equihand.train.loop),
 - ``config``: the resolved config of the run, and ``extra``: loop-specific bookkeeping.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from equihand.errors import UserError
 from equihand.io import atomic_path
-from equihand.models import backbone_of
+from equihand.methods.models import backbone_of
 
 FORMAT = "equihand-checkpoint"
 FORMAT_VERSION = 1

@@ -5,8 +5,8 @@ over seeds per encoder and feature), ``<table>_claims.csv`` (the paired comparis
 the figure ``<figure>.png`` / ``.pdf``.
 
 The claims of Zhu et al. tested here, each as paired differences over seeds with a percentile
-bootstrap CI (equihand.stats; `report.*` settings), after a sanity check (0: e - random, top-1
-of gesture, part and finger, for every trained encoder e) and the pose-sensitive checks the
+bootstrap CI (equihand.analysis.stats; `report.*` settings), after a sanity check (0: e - random,
+top-1 of gesture, part and finger, for every trained encoder e) and the pose-sensitive checks the
 default study needs (P: e - random on orientation top-1 and pose2d R^2, for every trained encoder
 e; E: equivariant - invariant, and equivariant+mim - invariant+mim, on the same two, which tests
 PeCLR's argument that invariance to rotation discards the orientation that equivariance keeps):
@@ -35,13 +35,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from equihand.aggregate import markdown_table
+from equihand.analysis.aggregate import markdown_table
+from equihand.analysis.figures import save_figure
+from equihand.analysis.stats import MIN_SEEDS_FOR_CI, bootstrap_settings, paired
 from equihand.errors import UserError
-from equihand.figures import save_figure
 from equihand.io import atomic_path, atomic_write_text
 from equihand.outputs import check_files, claim_files
-from equihand.probe import COLUMNS
-from equihand.stats import MIN_SEEDS_FOR_CI, bootstrap_settings, paired
+from equihand.probe.probe import COLUMNS
 from equihand.vocabulary import (
     RANDOM_ENCODER,
     SUPERVISED_ENCODER,
@@ -52,7 +52,7 @@ from equihand.vocabulary import (
 )
 
 OBJECT_TASKS, PART_TASKS = ("gesture", "orientation"), ("part", "finger")
-REGRESSION_TASKS = ("pose2d",)  # ridge regression, scored by test R^2 (equihand.probe)
+REGRESSION_TASKS = ("pose2d",)  # ridge regression, scored by test R^2 (equihand.probe.probe)
 # the pose-sensitive frozen checks: (task, metric)
 POSE_CHECKS = (("orientation", "test_top1"), ("pose2d", "test_r2"))
 EQUIVARIANT_PAIRS = (("equivariant", "invariant"), ("equivariant+mim", "invariant+mim"))
@@ -178,7 +178,8 @@ def chance_text(runs: pd.DataFrame) -> str:
 
 
 def report_blocks(table: Path, figure: Path) -> list[tuple]:
-    """The ablation report's section (equihand.report.render blocks) from this step's outputs."""
+    """The ablation report's section (equihand.analysis.report.render blocks) from this step's
+    outputs."""
     table = Path(table)
     runs = load_probe_runs([table.with_suffix(".csv")])
     claims_table = read_claims(table.with_name(table.name + "_claims.csv"))
@@ -199,8 +200,8 @@ def report_blocks(table: Path, figure: Path) -> list[tuple]:
 
 
 def claim_row(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep) -> dict | None:
-    """metric(a) - metric(b) paired by seed (equihand.stats.paired); None when either side is
-    missing. The verdict says which side of 0 the CI lies on; without a CI (one seed), none."""
+    """metric(a) - metric(b) paired by seed (equihand.analysis.stats.paired); None when either side
+    is missing. The verdict says which side of 0 the CI lies on; without a CI (one seed), none."""
 
     def values(enc, feat):
         sel = runs[(runs["encoder"] == enc) & (runs["feature"] == feat) & (runs["task"] == task)]

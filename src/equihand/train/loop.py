@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from equihand import progress
-from equihand.allocator import keep_freed_memory
-from equihand.checkpoint import load_checkpoint, save_checkpoint
 from equihand.errors import UserError
 from equihand.io import atomic_write_text
-from equihand.optim import build_optimizer, build_scheduler
+from equihand.train.allocator import keep_freed_memory
+from equihand.train.checkpoint import load_checkpoint, save_checkpoint
+from equihand.train.optim import build_optimizer, build_scheduler
 
 RESUME_NAME = "resume.pt"
 METRICS_NAME = "metrics.csv"

@@ -3,7 +3,7 @@
 The encoder is a pretraining checkpoint (its backbone, and its projection head when it has one),
 a finetuning checkpoint (the supervised encoder: the pose model's backbone) or ``random`` (a
 fresh initialisation from --seed). Its mean-pooled features of the probe sets
-(equihand.probe_data) are scored per task (gesture, orientation: object level; part, finger:
+(equihand.probe.probe_data) are scored per task (gesture, orientation: object level; part, finger:
 part level) by
 
 - a linear probe: features standardised with the train split's statistics, a linear layer
@@ -13,8 +13,8 @@ part level) by
   is not in its own gallery), average precision with positives = same class; ``map`` is the mean
   over queries, ``class_map`` the mean over classes of their queries' mean.
 
-The regression task (``pose2d``: centred, scale-normalised 2D keypoints, equihand.probe_data) is
-scored by ridge regression on the standardised features instead: the penalty is chosen from
+The regression task (``pose2d``: centred, scale-normalised 2D keypoints, equihand.probe.probe_data)
+is scored by ridge regression on the standardised features instead: the penalty is chosen from
 ``probe.ridge_alphas`` by val R^2 and the test R^2 reported (1 - squared error / the squared
 error of predicting the train split's mean pose; 0 = no pose read, 1 = perfect). It is the
 probe's pose-sensitive check: it asks whether the frozen features hold the hand's shape and
@@ -35,15 +35,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from equihand import probe_data
-from equihand.checkpoint import load_checkpoint
 from equihand.config import write_resolved
 from equihand.errors import UserError
 from equihand.io import atomic_path
-from equihand.models import Encoder, ProjectionHead, load_backbone_state
+from equihand.methods.models import Encoder, ProjectionHead, load_backbone_state
 from equihand.outputs import check_folder, claim_folder
-from equihand.pretrain import load_images
-from equihand.train import place, runtime_setup
+from equihand.probe import probe_data
+from equihand.train.checkpoint import load_checkpoint
+from equihand.train.loop import place, runtime_setup
+from equihand.train.pretrain import load_images
 
 COLUMNS = (
     "encoder backbone seed feature task level n_classes n_train n_val n_test test_majority "

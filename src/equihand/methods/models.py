@@ -4,23 +4,23 @@
   ImageNet mean/std normalisation happens inside (a non-persistent buffer), so data loading and
   augmentation stay in [0, 1]. d = 512 for resnet18/34, 2048 for resnet50/101/152.
 - ``ProjectionHead``: Linear(d, 512) -> BatchNorm1d -> ReLU -> Linear(512, 128, bias=False), as
-  PeCLR; the objective (equihand.objectives) normalises and reads it as 2D points.
+  PeCLR; the objective (equihand.methods.objectives) normalises and reads it as 2D points.
 - ``PoseHead``: Linear(d, 21 * 3) -> ``uv_norm`` (B, 21, 2) and ``zr`` (B, 21). ``uv_norm`` is the
   joint's pixel position normalised to the image, pixel = (uv_norm + 1) * size / 2 - 0.5
   (pixel-centre convention: -1 and +1 are the outer edges of the border pixels; see
-  equihand.pose.uv_to_norm / norm_to_uv); ``zr`` is the root-relative depth in reference-bone
-  units (equihand.pose.to_25d), turned into 3D by equihand.pose.from_25d.
-- ``ContrastiveModel(encoder, projection)``: images -> projection (B, projection_dim), pretraining.
-- ``PixelDecoder``: SimMIM's light decoder, feature map (B, d, h, w) -> image (B, 3, 32h, 32w);
-  ``MaskedModel(encoder, decoder, projection=None)`` pretrains with masked image modelling
-  (equihand.mim), alone or beside a contrastive objective on the same backbone.
-- ``RootRefiner``: PeCLR's learned root depth (``RN_25D_wMLPref``; Spurr et al., ECCV 2020). The
-  closed-form root depth (equihand.pose.root_depth) of the predicted 2.5D, clamped to a plausible
-  range recorded from the labeled training set (a buffer, so it travels in the checkpoint), plus
-  a correction by an MLP (Linear-BN-LeakyReLU x2 -> 1) reading the 21 relative depths, the 42
-  normalised ray coordinates (x, y) of K^-1 (u, v, 1) of the predicted 2D joints (the root's,
-  then the others' relative to it: the hand's image size is then a difference the MLP need not
-  learn; on noisy 2D this cut its error by a fifth, tests) and the clamped closed form, its
+  equihand.methods.pose.uv_to_norm / norm_to_uv); ``zr`` is the root-relative depth in
+  reference-bone units (equihand.methods.pose.to_25d), turned into 3D by
+equihand.methods.pose.from_25d. - ``ContrastiveModel(encoder, projection)``: images -> projection
+(B, projection_dim), pretraining. - ``PixelDecoder``: SimMIM's light decoder, feature map (B, d, h,
+  w) -> image (B, 3, 32h, 32w); ``MaskedModel(encoder, decoder, projection=None)`` pretrains with
+  masked image modelling (equihand.methods.mim), alone or beside a contrastive objective on the
+same backbone. - ``RootRefiner``: PeCLR's learned root depth (``RN_25D_wMLPref``; Spurr et al.,
+  ECCV 2020). The closed-form root depth (equihand.methods.pose.root_depth) of the predicted 2.5D,
+  clamped to a plausible range recorded from the labeled training set (a buffer, so it travels in
+  the checkpoint), plus a correction by an MLP (Linear-BN-LeakyReLU x2 -> 1) reading the 21 relative
+  depths, the 42 normalised ray coordinates (x, y) of K^-1 (u, v, 1) of the predicted 2D joints
+  (the root's, then the others' relative to it: the hand's image size is then a difference the MLP
+  need not learn; on noisy 2D this cut its error by a fifth, tests) and the clamped closed form, its
   output in units of the clamp range's half-width (in bone units, optimiser steps of ~lr moved
   the correction too slowly: on a tiny synthetic run the refiner learned nothing). Its
   inputs are detached: the root-depth loss trains the MLP only, never the head or the encoder,
@@ -49,9 +49,9 @@ import torch
 import torchvision
 from torch import nn
 
-from equihand import pose
 from equihand.data.layout import N_JOINTS
 from equihand.errors import UserError
+from equihand.methods import pose
 
 # backbone name -> (blocks per stage, bottleneck blocks, feature dim)
 BACKBONES = {

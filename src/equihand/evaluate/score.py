@@ -7,9 +7,9 @@ entries of 21 x 3 joint positions in metres (camera frame, FreiHAND joint order)
 ``verts_list`` N x V x 3 mesh vertices (may be empty lists). The ground truth is
 ``<DIR>/<split>_xyz.json`` of a dataset in the FreiHAND layout (`--gt` may also name that file).
 
-Computes the official keypoint measures (equihand.metrics): EPE, PA-EPE (cm), AUC and PA-AUC over
-0-50 mm, plus root-relative EPE, per-joint errors and the PCK curves. Prints a short table and,
-with ``--out``, writes the full metrics dict as JSON (atomically).
+Computes the official keypoint measures (equihand.evaluate.metrics): EPE, PA-EPE (cm), AUC and
+PA-AUC over 0-50 mm, plus root-relative EPE, per-joint errors and the PCK curves. Prints a short
+table and, with ``--out``, writes the full metrics dict as JSON (atomically).
 
 Out of scope: the mesh measures of the official eval (vertex errors and F-scores at 5 and 15 mm);
 ``verts_list`` is checked to be a list and otherwise ignored.
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from equihand.data.layout import N_JOINTS, SPLITS, annotation_path
+from equihand.data.units import suspected_factor, unit_of
 from equihand.errors import DataError, UserError
+from equihand.evaluate.metrics import evaluate_keypoints
 from equihand.io import atomic_write_json
-from equihand.metrics import evaluate_keypoints
 from equihand.outputs import check_files, claim_files
-from equihand.units import suspected_factor, unit_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 from PIL import Image
 
-from equihand.aggregate import load_runs
+from equihand.analysis.aggregate import load_runs
 from equihand.errors import UserError
 from equihand.io import atomic_path
 from equihand.outputs import check_files, claim_files

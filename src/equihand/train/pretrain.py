@@ -2,9 +2,9 @@
 
 Reads only the images of the prepared cache (never a label, not even to crop): two views of
 each image are drawn on the training device with their geometry recorded, encoded, projected,
-and scored by the chosen objective (equihand.objectives). Masked objectives (mim and the
+and scored by the chosen objective (equihand.methods.objectives). Masked objectives (mim and the
 contrastive+mim sums) also mask patches of the first view and reconstruct them with a pixel
-decoder on the same backbone (equihand.mim); mim alone draws one view and has no projection
+decoder on the same backbone (equihand.methods.mim); mim alone draws one view and has no projection
 head. Writes `model.pt` (final checkpoint), `metrics.csv` (one row per epoch) and
 `config.yaml` into the output folder.
 """
@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equihand import augment, mim, objectives, vocabulary
+from equihand import vocabulary
 from equihand.config import load_schema, validate, write_resolved
 from equihand.data.cache import Prefetcher, PreparedData
 from equihand.data.layout import UNKNOWN_PART
 from equihand.errors import DataError, UserError
-from equihand.models import build_contrastive_model, build_masked_model
+from equihand.methods import augment, mim, objectives
+from equihand.methods.models import build_contrastive_model, build_masked_model
 from equihand.outputs import check_folder, claim_folder
-from equihand.train import Loop, add_run_arguments, finish, fit, place, runtime_setup
+from equihand.train.loop import Loop, add_run_arguments, finish, fit, place, runtime_setup
 
 MODEL_NAME = "model.pt"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from equihand.aggregate import (
+from equihand.analysis.aggregate import (
     KEYS,
     METRICS,
     ablation_table,
@@ -27,11 +27,11 @@ from equihand.aggregate import (
     markdown_table,
     to_markdown,
 )
+from equihand.analysis.part_aware import report_blocks
+from equihand.analysis.stats import bootstrap_settings, paired
 from equihand.errors import UserError
 from equihand.io import atomic_write_text
 from equihand.outputs import check_files, claim_files
-from equihand.part_aware import report_blocks
-from equihand.stats import bootstrap_settings, paired
 from equihand.vocabulary import FIGURES, NO_PRETRAINING, in_order, percent, study_objectives
 
 COLUMNS = (

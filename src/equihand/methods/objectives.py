@@ -12,14 +12,14 @@ Every objective has ONE signature, so the training loop never branches on its na
   for the convention). Objectives that ignore geometry still accept it.
 - ``temperature``: NT-Xent temperature (PeCLR and SimCLR use 0.5).
 - ``image_size``: side of the square view in pixels; turns a pixel shift into a fraction.
-- ``recon``: an `equihand.mim.Reconstruction` (decoder output, target view, patch mask, MIM
+- ``recon``: an `equihand.methods.mim.Reconstruction` (decoder output, target view, patch mask, MIM
   weight), passed only to masked objectives.
 
 The study's registry (`equihand.vocabulary.OBJECTIVES`) names each objective, its loss here and
 what the pretraining step must compute for it -- ``contrastive`` (two projected views and their
 geometry; z1, z2, geom1, geom2 are None otherwise) and ``masked`` (a masked view reconstructed by
-the pixel decoder, ``recon``). equihand.pretrain builds exactly the model parts and inputs these
-flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
+the pixel decoder, ``recon``). equihand.train.pretrain builds exactly the model parts and inputs
+these flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
 
 Adding an objective is one function with this signature plus one `register_objective` line in
 equihand/vocabulary.py. "none" (no pretraining) is a valid study arm but has no loss, so it is
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from equihand import vocabulary
-from equihand.mim import Reconstruction, mim_loss
+from equihand.methods.mim import Reconstruction, mim_loss
 
 
 class Geometry(Protocol):
@@ -177,7 +177,7 @@ def mim(
     image_size: int,
     recon: Reconstruction,
 ) -> torch.Tensor:
-    """Masked image modelling alone (equihand.mim): the reconstruction loss, unweighted."""
+    """Masked image modelling alone (equihand.methods.mim): the reconstruction loss, unweighted."""
     return mim_loss(recon)
 
 

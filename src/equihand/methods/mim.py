@@ -10,7 +10,7 @@ CVPR 2022, ``norm_pix_loss``):
    in the range of real images (a ResNet has no mask token; a zero fill would be a black square,
    i.e. far from the mean after the encoder's ImageNet normalisation).
 3. The encoder's last feature map (B, d, H/32, W/32) goes through a light decoder
-   (equihand.models.PixelDecoder: 1x1 conv to 3 * 32^2 channels + pixel shuffle) back to
+   (equihand.methods.models.PixelDecoder: 1x1 conv to 3 * 32^2 channels + pixel shuffle) back to
    (B, 3, H, W).
 4. The loss is the mean squared error on masked patches only, against targets normalised per
    patch: each target patch (its p * p * 3 values) minus its mean, divided by
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from equihand.errors import UserError
-from equihand.models import ENCODER_STRIDE
+from equihand.methods.models import ENCODER_STRIDE
 
 EPS = 1e-6  # MAE's epsilon under the square root of the patch variance
 
@@ -81,8 +81,8 @@ def random_patch_mask(
 ) -> torch.Tensor:
     """(batch, grid, grid) bool, exactly `masked_count(grid**2, mask_ratio)` True per image.
 
-    Drawn on the CPU (like equihand.augment) so the mask depends only on the generator or the
-    global torch seed, never on the device.
+    Drawn on the CPU (like equihand.methods.augment) so the mask depends only on the generator or
+    the global torch seed, never on the device.
     """
     n = grid * grid
     order = torch.rand(batch, n, generator=generator).argsort(dim=1)  # a random order per image
