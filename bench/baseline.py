@@ -41,8 +41,8 @@ from torchvision.transforms import v2
 from equihand.config import load_config
 from equihand.methods import augment, objectives
 from equihand.methods.models import build_contrastive_model
-from equihand.train.loop import resolve_device
 from equihand.train.optim import build_optimizer
+from equihand.train.runtime import resolve_device
 
 TEMPERATURE = train_throughput.TEMPERATURE
 

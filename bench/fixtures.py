@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from equihand.data.cache import FORMAT_VERSION
-from equihand.data.prepare import decode_image
+from equihand.data.images import decode_image
 
 
 def jpeg_files(source: Path, n: int | None = None) -> list[Path]:

@@ -33,11 +33,12 @@ from fixtures import decode_jpegs, jpeg_files, write_cache
 
 from equihand.config import load_config
 from equihand.data.cache import Prefetcher, PreparedData, RowReader
-from equihand.methods import augment, objectives
+from equihand.methods import augment, geometry, objectives
 from equihand.methods.models import build_contrastive_model
-from equihand.train.loop import runtime_setup
+from equihand.train.batches import load_images
 from equihand.train.optim import build_optimizer
-from equihand.train.pretrain import contrastive_loss, load_images
+from equihand.train.pretrain import contrastive_loss
+from equihand.train.runtime import runtime_setup
 
 OBJECTIVE = "equivariant"
 TEMPERATURE = 0.5
@@ -69,8 +70,8 @@ def measure(
     opt = build_optimizer(model, config["pretrain"])
     views = torch.rand(2 * batch, 3, size, size, device=dev)
     views = views.contiguous(memory_format=torch.channels_last)
-    geom1 = augment.sample_geometry(batch, size, aug_cfg, device=dev)
-    geom2 = augment.sample_geometry(batch, size, aug_cfg, device=dev)
+    geom1 = geometry.sample_geometry(batch, size, aug_cfg, device=dev)
+    geom2 = geometry.sample_geometry(batch, size, aug_cfg, device=dev)
 
     def rows():
         return np.sort(rng.choice(len(images), batch, replace=len(images) < batch))

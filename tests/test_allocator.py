@@ -11,7 +11,7 @@ import pytest
 from equihand.config import load_config
 from equihand.errors import UserError
 from equihand.train import allocator
-from equihand.train.loop import runtime_setup
+from equihand.train.runtime import runtime_setup
 
 # Allocates and frees a 64 MB tensor 14 times; prints the page faults of the last 4. (glibc's heap
 # takes a few rounds to settle into reusing freed blocks of one size.)
@@ -19,7 +19,7 @@ FAULTS = textwrap.dedent(
     """
     import resource, sys, torch
     from equihand.config import load_config
-    from equihand.train.loop import runtime_setup
+    from equihand.train.runtime import runtime_setup
     runtime_setup(load_config(None, [f"train.malloc_keep_mb={sys.argv[1]}"]))
     def touch():
         torch.ones(16 * 2**20)  # 64 MB, written so that every page is mapped

@@ -10,6 +10,7 @@ import torch
 
 from equihand.config import load_schema
 from equihand.methods import augment
+from equihand.methods import geometry as geo
 from equihand.methods.augment import AugmentConfig
 
 SIZE = 48
@@ -37,7 +38,7 @@ def centroid(images: torch.Tensor) -> torch.Tensor:
 
 
 def geometry(deg, scale, shift, size=SIZE, out_size=None):
-    return augment.make_geometry(
+    return geo.make_geometry(
         torch.tensor(deg, dtype=torch.float32).deg2rad(),
         torch.tensor(scale, dtype=torch.float32),
         torch.tensor(shift, dtype=torch.float32),
@@ -70,8 +71,8 @@ def test_dot_lands_where_transform_points_says(deg):
     cases = [(deg, 1.0, (0.0, 0.0)), (deg, 1.2, (2.5, -1.5)), (deg, 0.8, (-3.0, 2.0))]
     geom = geometry(*map(list, zip(*cases, strict=True)))
     points = point.expand(len(cases), 2)
-    out = augment.warp(blobs(points), geom.matrix)
-    expected = augment.transform_points(geom.matrix, points[:, None])[:, 0]
+    out = geo.warp(blobs(points), geom.matrix)
+    expected = geo.transform_points(geom.matrix, points[:, None])[:, 0]
     torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
     # the dot really moved (a no-op warp would not pass)
     assert (expected - points).norm(dim=-1).min() > 3
@@ -81,24 +82,24 @@ def test_positive_angle_turns_clockwise_on_screen():
     """+90 degrees: content right of the centre moves below it (v points down)."""
     c = (SIZE - 1) / 2
     right = torch.tensor([[c + 10.0, c]])
-    out = augment.warp(blobs(right), geometry([90.0], [1.0], [[0.0, 0.0]]).matrix)
+    out = geo.warp(blobs(right), geometry([90.0], [1.0], [[0.0, 0.0]]).matrix)
     torch.testing.assert_close(centroid(out), torch.tensor([[c, c + 10.0]]), atol=0.05, rtol=0)
     # and -90 degrees takes it above the centre
-    out = augment.warp(blobs(right), geometry([-90.0], [1.0], [[0.0, 0.0]]).matrix)
+    out = geo.warp(blobs(right), geometry([-90.0], [1.0], [[0.0, 0.0]]).matrix)
     torch.testing.assert_close(centroid(out), torch.tensor([[c, c - 10.0]]), atol=0.05, rtol=0)
 
 
 def test_shift_moves_content_right_and_down():
     point = torch.tensor([[20.0, 13.0]])
-    out = augment.warp(blobs(point), geometry([0.0], [1.0], [[3.0, 5.0]]).matrix)
+    out = geo.warp(blobs(point), geometry([0.0], [1.0], [[3.0, 5.0]]).matrix)
     torch.testing.assert_close(centroid(out), torch.tensor([[23.0, 18.0]]), atol=0.05, rtol=0)
 
 
 def test_identity_geometry_returns_image_unchanged():
     images = torch.rand(3, 3, SIZE, SIZE + 8, generator=torch.Generator().manual_seed(0))
-    geom = augment.make_geometry(torch.zeros(3), torch.ones(3), torch.zeros(3, 2), (SIZE, SIZE + 8))
+    geom = geo.make_geometry(torch.zeros(3), torch.ones(3), torch.zeros(3, 2), (SIZE, SIZE + 8))
     torch.testing.assert_close(geom.matrix, torch.eye(3).expand(3, 3, 3))
-    out = augment.warp(images, geom.matrix)
+    out = geo.warp(images, geom.matrix)
     torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
 
 
@@ -106,11 +107,11 @@ def test_transform_points_agrees_with_warp_for_random_matrices():
     gen = torch.Generator().manual_seed(1)
     n = 64
     cfg = AugmentConfig(rotation_deg=180.0, scale=(0.8, 1.25), translate=0.08, **NO_COLOUR)
-    geom = augment.sample_geometry(n, SIZE, cfg, generator=gen)
+    geom = geo.sample_geometry(n, SIZE, cfg, generator=gen)
     c = (SIZE - 1) / 2
     points = c + (torch.rand(n, 2, generator=gen) * 2 - 1) * 8  # stays well inside after warping
-    out = augment.warp(blobs(points), geom.matrix)
-    expected = augment.transform_points(geom.matrix, points[:, None])[:, 0]
+    out = geo.warp(blobs(points), geom.matrix)
+    expected = geo.transform_points(geom.matrix, points[:, None])[:, 0]
     torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
 
 
@@ -118,9 +119,9 @@ def test_resize_keeps_pixel_centres_consistent():
     """Output size 24 from 48: a dot lands at the matching pixel-centre position."""
     point = torch.tensor([[20.0, 13.0]])
     geom = geometry([30.0], [1.0], [[1.0, -2.0]], SIZE, (SIZE // 2, SIZE // 2))
-    out = augment.warp(blobs(point, sigma=2.0), geom.matrix, out_size=SIZE // 2)
+    out = geo.warp(blobs(point, sigma=2.0), geom.matrix, out_size=SIZE // 2)
     assert out.shape == (1, 3, SIZE // 2, SIZE // 2)
-    expected = augment.transform_points(geom.matrix, point[:, None])[:, 0]
+    expected = geo.transform_points(geom.matrix, point[:, None])[:, 0]
     torch.testing.assert_close(centroid(out), expected, atol=0.2, rtol=0)
     torch.testing.assert_close(
         geom.matrix.double(), reference_matrix(geom.angle, geom.scale, geom.shift, SIZE, (24, 24))
@@ -130,7 +131,7 @@ def test_resize_keeps_pixel_centres_consistent():
 def test_transform_points_shapes_and_values():
     matrix = torch.tensor([[[0.0, -2.0, 5.0], [2.0, 0.0, -1.0], [0.0, 0.0, 1.0]]]).expand(2, 3, 3)
     uv = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]]]).expand(2, 3, 2)
-    out = augment.transform_points(matrix, uv)
+    out = geo.transform_points(matrix, uv)
     assert out.shape == (2, 3, 2)
     torch.testing.assert_close(out[0], torch.tensor([[5.0, 1.0], [3.0, -1.0], [-3.0, 5.0]]))
 
@@ -141,7 +142,7 @@ def test_transform_points_shapes_and_values():
 def test_sample_geometry_ranges_formula_and_per_sample_draws():
     cfg = AugmentConfig(rotation_deg=40.0, scale=(0.7, 1.3), translate=0.1)
     n, size = 512, (40, 60)
-    geom = augment.sample_geometry(n, size, cfg, generator=torch.Generator().manual_seed(3))
+    geom = geo.sample_geometry(n, size, cfg, generator=torch.Generator().manual_seed(3))
     assert geom.angle.shape == (n,) and geom.scale.shape == (n,)
     assert geom.shift.shape == (n, 2) and geom.matrix.shape == (n, 3, 3)
     assert all(x.dtype == torch.float32 for x in (geom.angle, geom.scale, geom.shift, geom.matrix))
@@ -164,15 +165,15 @@ def test_sample_geometry_ranges_formula_and_per_sample_draws():
 
 def test_sample_geometry_is_reproducible():
     cfg = AugmentConfig()
-    a = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
-    b = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
-    c = augment.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(8))
+    a = geo.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
+    b = geo.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(7))
+    c = geo.sample_geometry(8, SIZE, cfg, generator=torch.Generator().manual_seed(8))
     torch.testing.assert_close(a.matrix, b.matrix, atol=0, rtol=0)
     assert not torch.allclose(a.matrix, c.matrix)
     torch.manual_seed(5)
-    d = augment.sample_geometry(8, SIZE, cfg)
+    d = geo.sample_geometry(8, SIZE, cfg)
     torch.manual_seed(5)
-    e = augment.sample_geometry(8, SIZE, cfg)
+    e = geo.sample_geometry(8, SIZE, cfg)
     torch.testing.assert_close(d.angle, e.angle, atol=0, rtol=0)
 
 
@@ -389,7 +390,7 @@ def test_augment_view_out_size_and_no_grad():
     assert not views.requires_grad
     # geometry reads: input pixel -> output pixel of the smaller image
     centre_in = torch.full((4, 1, 2), (SIZE - 1) / 2)
-    centre_out = augment.transform_points(geom.matrix, centre_in)[:, 0]
+    centre_out = geo.transform_points(geom.matrix, centre_in)[:, 0]
     torch.testing.assert_close(centre_out, (SIZE // 2 - 1) / 2 + geom.shift)
 
 

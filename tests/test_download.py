@@ -20,8 +20,10 @@ from PIL import Image
 
 from equihand import cli, progress
 from equihand.config import load_config
-from equihand.data import download
-from equihand.data.download import download_dataset, fetch, safe_extract, verify_or_record
+from equihand.data import fetch as fetching
+from equihand.data.archives import safe_extract, verify_or_record
+from equihand.data.download import download_dataset
+from equihand.data.fetch import fetch
 from equihand.data.layout import SPLITS
 from equihand.errors import DownloadError
 
@@ -379,7 +381,7 @@ def test_split_folder_alone_is_not_stripped(tmp_path):
 @pytest.fixture
 def run_cli(monkeypatch):
     monkeypatch.setitem(progress._MODE, "mode", progress._MODE["mode"])
-    monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(fetching, "RETRY_BACKOFF_S", 0.0)
     return lambda *argv: cli.main(["download", "--set", "progress=never", *argv])
 
 

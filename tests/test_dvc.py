@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from equihand.analysis.figures import FIGURES
+from equihand.vocabulary import FIGURES
 
 # equihand figures' PNGs and the part-aware probe's (equihand part-aware)
 N_FIGURES = len(FIGURES) + 1

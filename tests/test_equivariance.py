@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from equihand.methods import augment, objectives
+from equihand.methods import geometry, objectives
 
 SIZE = 64
 CENTRE = (SIZE - 1) / 2
@@ -23,10 +23,10 @@ def _square(side: float) -> torch.Tensor:
 def test_undoing_a_rotation_recovers_the_keypoints():
     points = _square(20.0)
     for degrees in (30.0, -50.0):
-        geom = augment.make_geometry(
+        geom = geometry.make_geometry(
             torch.tensor([math.radians(degrees)]), torch.ones(1), torch.zeros(1, 2), SIZE
         )
-        moved = augment.transform_points(geom.matrix.double(), points)
+        moved = geometry.transform_points(geom.matrix.double(), points)
         assert not torch.allclose(moved, points, atol=1e-3)
         undone = objectives.undo_geometry(moved, geom.angle.double(), geom.shift.double() / SIZE)
         assert torch.allclose(undone, points, atol=1e-6)
@@ -36,7 +36,7 @@ def test_undoing_a_shift_recovers_the_keypoints():
     # PeCLR scales the shift by the points' range: with a range of exactly the image size the
     # undo is exact in pixels.
     points = _square(float(SIZE))
-    geom = augment.make_geometry(torch.zeros(1), torch.ones(1), torch.tensor([[5.0, -7.0]]), SIZE)
-    moved = augment.transform_points(geom.matrix.double(), points)
+    geom = geometry.make_geometry(torch.zeros(1), torch.ones(1), torch.tensor([[5.0, -7.0]]), SIZE)
+    moved = geometry.transform_points(geom.matrix.double(), points)
     undone = objectives.undo_geometry(moved, geom.angle.double(), geom.shift.double() / SIZE)
     assert torch.allclose(undone, points, atol=1e-6)

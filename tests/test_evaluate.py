@@ -16,10 +16,11 @@ from equihand import cli
 from equihand.data.cache import PreparedData
 from equihand.evaluate.evaluate import evaluate
 from equihand.methods.models import build_pose_model
+from equihand.train.batches import Labels, load_images
 from equihand.train.checkpoint import load_checkpoint, save_checkpoint
-from equihand.train.finetune import Labels, finetune, labeled_subset, root_range
-from equihand.train.loop import autocast, place
-from equihand.train.pretrain import load_images, pretrain
+from equihand.train.finetune import finetune, labeled_subset, root_range
+from equihand.train.pretrain import pretrain
+from equihand.train.runtime import autocast, place
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from equihand.analysis.figures import FIGURES, load_study, make_figures, qualitative_runs, summarize
+from equihand.analysis.figures import load_study, make_figures, qualitative_runs, summarize
 from equihand.cli import main
 from equihand.data.layout import JOINT_NAMES
 from equihand.errors import UserError
+from equihand.vocabulary import FIGURES
 
 OBJECTIVES = {"none": 1.5, "invariant": 1.3, "equivariant": 1.1}  # PA-EPE at full labels
 

@@ -16,13 +16,8 @@ from equihand import cli
 from equihand.config import ConfigError
 from equihand.errors import UserError
 from equihand.methods import mim, objectives
-from equihand.methods.models import (
-    Encoder,
-    MaskedModel,
-    build_masked_model,
-    build_pose_model,
-    load_backbone_state,
-)
+from equihand.methods.backbones import Encoder, load_backbone_state
+from equihand.methods.models import MaskedModel, build_masked_model, build_pose_model
 from equihand.train.checkpoint import load_checkpoint
 from equihand.train.finetune import finetune
 from equihand.train.pretrain import pretrain

@@ -16,7 +16,7 @@ from torch import nn
 from equihand.data import hand_model as hm
 from equihand.data.layout import N_JOINTS, SCALE_BONE
 from equihand.errors import UserError
-from equihand.methods import models, pose
+from equihand.methods import backbones, models, pose
 
 # --- pose: 2.5D and back ------------------------------------------------------------------------
 
@@ -210,20 +210,20 @@ def pose_model(built) -> models.PoseModel:
 )
 def test_every_backbone_builds_with_its_feature_dim(name, dim):
     with torch.device("meta"):  # the structure only: no memory, no initialisation cost
-        net, feature_dim = models.build_backbone(name)
-    assert feature_dim == dim == models.BACKBONES[name][2]
+        net, feature_dim = backbones.build_backbone(name)
+    assert feature_dim == dim == backbones.BACKBONES[name][2]
     assert isinstance(net.fc, nn.Identity)
     last = net.layer4[-1]
     out_channels = (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
     assert out_channels == dim
-    assert models.describe_backbone(net.state_dict()) == name
+    assert backbones.describe_backbone(net.state_dict()) == name
 
 
 def test_unknown_backbone_or_init_is_a_user_error():
     with pytest.raises(UserError, match="resnet18"):
-        models.build_backbone("vgg16")
+        backbones.build_backbone("vgg16")
     with pytest.raises(UserError, match="imagenet"):
-        models.build_backbone("resnet18", "simclr")
+        backbones.build_backbone("resnet18", "simclr")
 
 
 def test_forward_shapes(contrastive, pose_model):
@@ -270,8 +270,8 @@ def test_input_is_normalised_inside(pose_model):
     images = _images(2)
     with torch.no_grad():
         encoder(images)
-    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(backbones.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(backbones.IMAGENET_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(seen["x"], (images - mean) / std)
     assert "mean" not in encoder.state_dict() and "std" not in encoder.state_dict()
 
@@ -293,7 +293,7 @@ def test_imagenet_init_offline_is_a_user_error(monkeypatch):
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", unreadable)
     with pytest.raises(UserError, match="resnet18"):
-        models.build_backbone("resnet18", "imagenet")
+        backbones.build_backbone("resnet18", "imagenet")
 
 
 def test_imagenet_init_loads_the_cached_weights(monkeypatch, pose_model):
@@ -302,7 +302,7 @@ def test_imagenet_init_loads_the_cached_weights(monkeypatch, pose_model):
         **nn.Linear(512, 1000).state_dict(prefix="fc."),
     }
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: cached)
-    net, _ = models.build_backbone("resnet18", "imagenet")
+    net, _ = backbones.build_backbone("resnet18", "imagenet")
     for key, value in net.state_dict().items():
         assert torch.equal(value, cached[key]), key
 
@@ -328,14 +328,14 @@ def test_imagenet_init_reads_a_weights_file_in_the_hub_cache_offline(monkeypatch
     }
     target.parent.mkdir(parents=True)
     torch.save(state, target)
-    net, _ = models.build_backbone("resnet18", "imagenet")
+    net, _ = backbones.build_backbone("resnet18", "imagenet")
     loaded = net.state_dict()
     assert set(loaded) == {k for k in state if not k.startswith("fc.")}
     assert all(torch.equal(v, state[k]) for k, v in loaded.items())
 
     target.unlink()  # without the file, the error names where to put it
     with pytest.raises(UserError) as info:
-        models.build_backbone("resnet18", "imagenet")
+        backbones.build_backbone("resnet18", "imagenet")
     assert str(target) in str(info.value) and "no network" in str(info.value)
 
 
@@ -346,11 +346,11 @@ def test_backbone_state_moves_from_pretraining_to_finetuning(contrastive, pose_m
     with torch.no_grad():
         assert not torch.equal(contrastive.encoder(images), pose_model.encoder(images))
         # a whole pretraining state dict, as in a checkpoint's "model"
-        models.load_backbone_state(pose_model, contrastive.state_dict())
+        backbones.load_backbone_state(pose_model, contrastive.state_dict())
         assert torch.equal(pose_model(images)["features"], contrastive.encoder(images))
         # the backbone_state form
         other = copy.deepcopy(built["pose"]).eval()
-        models.load_backbone_state(other, models.backbone_state(contrastive))
+        backbones.load_backbone_state(other, backbones.backbone_state(contrastive))
         assert torch.equal(other.encoder(images), contrastive.encoder(images))
 
 
@@ -358,13 +358,13 @@ def test_backbone_state_mismatch_names_both_backbones(pose_model):
     with torch.device("meta"):  # only the structure matters
         source = models.build_contrastive_model({**CFG, "backbone": "resnet34"})
     with pytest.raises(UserError, match=r"resnet34.*resnet18"):
-        models.load_backbone_state(pose_model, source.state_dict())
-    state = models.backbone_state(pose_model)
+        backbones.load_backbone_state(pose_model, source.state_dict())
+    state = backbones.backbone_state(pose_model)
     state["conv1.weight"] = state["conv1.weight"][:, :, :3, :3]
     with pytest.raises(UserError, match=r"conv1\.weight"):
-        models.load_backbone_state(pose_model, state)
+        backbones.load_backbone_state(pose_model, state)
     with pytest.raises(UserError, match="no ResNet weights"):
-        models.load_backbone_state(pose_model, {"projection.0.weight": torch.zeros(1)})
+        backbones.load_backbone_state(pose_model, {"projection.0.weight": torch.zeros(1)})
 
 
 def test_eval_is_deterministic_and_builds_are_seeded(built):

@@ -12,8 +12,10 @@ from PIL import Image
 from equihand import cli
 from equihand.config import load_config
 from equihand.data import prepare as prep
+from equihand.data.annotations import project
 from equihand.data.cache import PreparedData
 from equihand.data.layout import N_JOINTS, PART_NAMES, annotation_path, image_path, parts_path
+from equihand.data.splits import make_splits
 from equihand.errors import DataError
 
 SIZE = 224  # FreiHAND's image side
@@ -63,7 +65,7 @@ def make_freihand(
             )
             vis = rng.integers(0, 2, (n_ann, N_JOINTS))
             _dump(annotation_path(root, split, "visibility"), vis.tolist())
-            uv = prep.project(xyz, np.asarray(K))
+            uv = project(xyz, np.asarray(K))
             _dump(annotation_path(root, split, "uv"), uv.tolist())
             (root / split / "parts").mkdir()
             for i in range(n_img):
@@ -156,11 +158,11 @@ def test_labels_follow_annotation_modulo(dataset, cache):
 
 def test_uv_is_projection_with_cached_K(dataset, cache):
     xyz, K, uv = _load(cache, "xyz"), _load(cache, "K"), _load(cache, "uv")
-    np.testing.assert_allclose(uv, prep.project(xyz.astype(np.float64), K), atol=1e-3)
+    np.testing.assert_allclose(uv, project(xyz.astype(np.float64), K), atol=1e-3)
     # against the original-resolution projection: scaled by R / size, pixel centres at integers
     K0 = np.array(json.loads(annotation_path(dataset, "training", "K").read_text()))
     xyz0 = np.array(json.loads(annotation_path(dataset, "training", "xyz").read_text()))
-    uv0 = prep.project(xyz0, K0)
+    uv0 = project(xyz0, K0)
     s = RES / SIZE
     np.testing.assert_allclose(uv[:10], (uv0 + 0.5) * s - 0.5, atol=1e-3)
     np.testing.assert_allclose(K[0, :2, :2], np.asarray(K0[0])[:2, :2] * s, rtol=1e-6)
@@ -171,7 +173,7 @@ def test_rescaled_K_matches_image_content(tmp_path):
     root = make_freihand(tmp_path / "data", n=2, versions=1, n_eval=1)
     K0 = np.array([[500.0, 0, 112.0], [0, 500.0, 112.0], [0, 0, 1]])
     point = np.array([0.03, -0.02, 0.5])  # projects to (142, 92): square covers 135..148, 85..98
-    u0, v0 = prep.project(point[None], K0)[0]
+    u0, v0 = project(point[None], K0)[0]
     xyz = [[(point + 0.01 * j * np.array([0, 0, 1])).tolist() for j in range(21)]] * 2
     _dump(annotation_path(root, "training", "xyz"), xyz)
     _dump(annotation_path(root, "training", "scale"), [0.01] * 2)  # |xyz[9] - xyz[10]|
@@ -230,9 +232,9 @@ def test_splits_disjoint_sorted_and_pool_excludes_val_test(cache):
 def test_splits_deterministic_from_seed():
     groups = np.repeat(np.arange(50), 2)
     cfg = {"seed": 3, "val_fraction": 0.1, "labeled_fraction": 0.3, "pool_includes_labeled": False}
-    a = prep.make_splits(groups, 100, 120, cfg)
-    b = prep.make_splits(groups, 100, 120, cfg)
-    c = prep.make_splits(groups, 100, 120, {**cfg, "seed": 4})
+    a = make_splits(groups, 100, 120, cfg)
+    b = make_splits(groups, 100, 120, cfg)
+    c = make_splits(groups, 100, 120, {**cfg, "seed": 4})
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
     assert not np.array_equal(a["val"], c["val"]) or not np.array_equal(a["labeled"], c["labeled"])
@@ -501,9 +503,7 @@ def test_prepare_synthetic_dataset(tmp_path):
     data = PreparedData(out)
     assert len(data) == 48 and meta["grouping"] == "hand_id"
     assert data.images.shape == (48, 32, 32, 3)
-    np.testing.assert_allclose(
-        data.uv, prep.project(np.asarray(data.xyz, float), data.K), atol=1e-3
-    )
+    np.testing.assert_allclose(data.uv, project(np.asarray(data.xyz, float), data.K), atol=1e-3)
     hid = data.hand_id
     assert not set(hid[data.split("val")]) & set(hid[data.split("pool")])
     assert (data.gesture[:40] >= 0).all() and meta["gesture_names"]

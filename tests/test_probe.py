@@ -16,11 +16,37 @@ from PIL import Image
 
 from equihand import cli
 from equihand.analysis import part_aware
+from equihand.analysis.claims import CLAIMS, claim_sentences, claims
+from equihand.analysis.document import markdown_table
+from equihand.analysis.probe_results import display_table, load_probe_runs, report_blocks
 from equihand.data.cache import PreparedData
-from equihand.data.prepare import project, rescale_intrinsics
+from equihand.data.images import rescale_intrinsics
+from equihand.data.prepare import project
 from equihand.errors import UserError
 from equihand.methods.models import build_contrastive_model
-from equihand.probe import probe, probe_data
+from equihand.probe import probe_data
+from equihand.probe.linear import (
+    COLUMNS,
+    linear_probe,
+    load_encoder,
+    mean_ap,
+    retrieval_ap,
+    ridge_probe,
+)
+from equihand.probe.sets import (
+    OBJECT_TASKS,
+    REGRESSION_TASKS,
+    crop_box,
+    crop_sides,
+    cut_crop,
+    full_size_uv,
+    orientation_angles,
+    orientation_bins,
+    orientation_edges,
+    pose2d_targets,
+    select_crops,
+)
+from equihand.probe.sets import load as load_probe_sets
 
 PROBE = ["probe.n_train=24", "probe.n_val=8", "probe.n_test=8", "probe.min_crop_px=3"]
 PROBE += ["probe.epochs=4", "probe.feature_batch_size=32"]
@@ -33,14 +59,14 @@ def test_crop_side_is_the_factor_times_the_nearest_other_keypoint():
     points = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 10.0]])
     # nearest others: 0 -> 1 (3), 1 -> 0 (3), 2 -> 0 (4), 3 -> 2 (sqrt(100 + 36))
     want = 0.5 * np.array([3.0, 3.0, 4.0, math.sqrt(136.0)])
-    np.testing.assert_allclose(probe_data.crop_sides(points, 0.5), want)
+    np.testing.assert_allclose(crop_sides(points, 0.5), want)
     with pytest.raises(ValueError, match="two keypoints"):
-        probe_data.crop_sides(points[:1], 1.0)
+        crop_sides(points[:1], 1.0)
 
 
 def test_crop_box_is_centred_on_the_keypoint_in_pil_coordinates():
     # pixel-centre keypoint (10, 20) is PIL coordinate (10.5, 20.5)
-    assert probe_data.crop_box(np.array([10.0, 20.0]), 6.0) == (7.5, 17.5, 13.5, 23.5)
+    assert crop_box(np.array([10.0, 20.0]), 6.0) == (7.5, 17.5, 13.5, 23.5)
 
 
 @pytest.mark.parametrize("center, side", [((37.3, 52.6), 20.0), ((5.0, 90.2), 13.0)])
@@ -51,7 +77,7 @@ def test_the_keypoint_lands_at_the_centre_of_its_resized_crop(center, side):
     v, u = np.mgrid[0:h, 0:w].astype(float)
     blob = np.exp(-((u - center[0]) ** 2 + (v - center[1]) ** 2) / (2 * 1.5**2))
     image = Image.fromarray(np.repeat((255 * blob)[..., None], 3, axis=2).astype(np.uint8))
-    crop = probe_data.cut_crop(image, probe_data.crop_box(np.array(center), side), 32)
+    crop = cut_crop(image, crop_box(np.array(center), side), 32)
     assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
     weight = crop[..., 0].astype(float)
     cv, cu = np.mgrid[0:32, 0:32].astype(float)
@@ -64,7 +90,7 @@ def test_the_keypoint_lands_at_the_centre_of_its_resized_crop(center, side):
 
 def test_outside_the_image_is_black():
     image = Image.new("RGB", (40, 40), (200, 200, 200))
-    crop = probe_data.cut_crop(image, probe_data.crop_box(np.array([0.0, 0.0]), 20.0), 32)
+    crop = cut_crop(image, crop_box(np.array([0.0, 0.0]), 20.0), 32)
     assert crop[:8, :8].max() == 0 and crop[-8:, -8:].min() == 200
 
 
@@ -74,7 +100,7 @@ def test_crops_of_hidden_tiny_or_outside_keypoints_are_dropped():
     uv[0], uv[4], uv[8], uv[12] = (10, 10), (30, 10), (32, 10), (60, 70)
     visible = np.ones(21, bool)
     visible[4] = False
-    kept = probe_data.select_crops(uv, visible, (50, 50), joints, 1.0, 3.0)
+    kept = select_crops(uv, visible, (50, 50), joints, 1.0, 3.0)
     # joint 4 hidden; joint 12 outside the 50 x 50 image; joint 8's nearest is joint 4 (2 px): tiny
     assert [label for label, _, _ in kept] == [0]
     assert kept[0][2] == pytest.approx(20.0)
@@ -86,16 +112,16 @@ def test_full_size_keypoints_invert_the_cache_resize():
     K = np.array([[480.0, 0, 111.5], [0, 480.0, 111.5], [0, 0, 1]])
     uv_full = project(xyz, K)
     uv_cache = project(xyz, rescale_intrinsics(K, (224, 224), 32))
-    np.testing.assert_allclose(probe_data.full_size_uv(uv_cache, 32, (224, 224)), uv_full)
+    np.testing.assert_allclose(full_size_uv(uv_cache, 32, (224, 224)), uv_full)
 
 
 def test_orientation_angle_and_equal_count_bins():
     uv = np.zeros((4, 21, 2))
     uv[:, 9] = [[0, -1], [1, 0], [0, 1], [-1, -1]]  # up, right, down, up-left (v points down)
-    np.testing.assert_allclose(probe_data.orientation_angles(uv), [270, 0, 90, 225])
+    np.testing.assert_allclose(orientation_angles(uv), [270, 0, 90, 225])
     angles = np.arange(100.0)
-    edges = probe_data.orientation_edges(angles, 4)
-    assert np.bincount(probe_data.orientation_bins(angles, edges)).tolist() == [25, 25, 25, 25]
+    edges = orientation_edges(angles, 4)
+    assert np.bincount(orientation_bins(angles, edges)).tolist() == [25, 25, 25, 25]
 
 
 # --- retrieval ---------------------------------------------------------------------------------
@@ -112,16 +138,16 @@ def test_retrieval_ap_matches_a_hand_worked_example():
     """
     f = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]]) * [[1], [2], [3], [0.5], [4]]
     labels = np.array([0, 0, 1, 1, 1])
-    ap = probe.retrieval_ap(f, labels)
+    ap = retrieval_ap(f, labels)
     np.testing.assert_allclose(ap, [1, 0.5, 0.5, 0.75, 1])
-    m, cm = probe.mean_ap(ap, labels)
+    m, cm = mean_ap(ap, labels)
     assert m == pytest.approx(3.75 / 5) and cm == pytest.approx((0.75 + 2.25 / 3) / 2)
 
 
 def test_retrieval_ap_of_a_query_alone_in_its_class_is_nan_and_ignored():
-    ap = probe.retrieval_ap(np.eye(3), np.array([0, 0, 1]))
+    ap = retrieval_ap(np.eye(3), np.array([0, 0, 1]))
     assert np.isnan(ap[2]) and not np.isnan(ap[:2]).any()
-    m, cm = probe.mean_ap(np.array([1.0, 0.5, np.nan, 0.2]), np.array([0, 0, 1, 1]))
+    m, cm = mean_ap(np.array([1.0, 0.5, np.nan, 0.2]), np.array([0, 0, 1, 1]))
     assert m == pytest.approx(1.7 / 3) and cm == pytest.approx((0.75 + 0.2) / 2)
 
 
@@ -136,12 +162,12 @@ def test_linear_probe_separates_separable_classes_and_picks_the_epoch_on_val():
         y[split] = np.arange(n) % 3
         x[split] = (centres[y[split]] + rng.normal(size=(n, 16))).astype(np.float32)
     cfg = tiny_config(*PROBE)["probe"] | {"epochs": 5}
-    out = probe.linear_probe(x, y, 3, cfg, seed=0)
+    out = linear_probe(x, y, 3, cfg, seed=0)
     assert out["test_top1"] == 1.0 and out["val_top1"] == 1.0
     assert 1 <= out["best_epoch"] <= 5
     # the test split never chooses: flipping test labels changes the score, not the epoch
     y["test"] = (y["test"] + 1) % 3
-    flipped = probe.linear_probe(x, y, 3, cfg, seed=0)
+    flipped = linear_probe(x, y, 3, cfg, seed=0)
     assert flipped["best_epoch"] == out["best_epoch"] and flipped["test_top1"] == 0.0
 
 
@@ -156,7 +182,7 @@ def probe_sets(cache, tiny_dataset, tmp_path_factory) -> Path:
 
 
 def test_probe_sets_hold_labelled_crops_split_by_hand(probe_sets, cache):
-    arrays, meta = probe_data.load(probe_sets)
+    arrays, meta = load_probe_sets(probe_sets)
     assert list(meta["tasks"]) == ["gesture", "orientation", "pose2d", "part", "finger"]
     assert meta["tasks"]["pose2d"]["kind"] == "regression"
     assert arrays["pose2d"].shape == (len(arrays["object_images"]), 42)
@@ -210,7 +236,7 @@ def test_probe_is_deterministic_and_scores_backbone_and_projector(probe_sets, ca
     pose = table[table["task"] == "pose2d"]
     assert pose["test_r2"].notna().all() and (pose["test_r2"] <= 1).all()
     assert pose["test_top1"].isna().all() and classified["test_r2"].isna().all()
-    arrays, _ = probe_data.load(probe_sets)
+    arrays, _ = load_probe_sets(probe_sets)
     part_test = arrays["part_labels"][arrays["part_split"] == 2]
     majority = table.set_index(["feature", "task"]).loc[("backbone", "part"), "test_majority"]
     assert majority == pytest.approx(np.bincount(part_test).max() / len(part_test), abs=1e-6)
@@ -221,7 +247,7 @@ def test_probe_is_deterministic_and_scores_backbone_and_projector(probe_sets, ca
 def test_probe_reads_the_checkpoints_backbone(cache, tmp_path):
     """The frozen encoder's features are the pretrained model's encoder features."""
     ckpt = _pretrained(cache, tmp_path)
-    enc = probe.load_encoder(str(ckpt), tiny_config()["model"], seed=0)
+    enc = load_encoder(str(ckpt), tiny_config()["model"], seed=0)
     state = torch.load(ckpt, weights_only=True)["model"]
     model = build_contrastive_model(tiny_config()["model"])
     model.load_state_dict(state)
@@ -230,7 +256,7 @@ def test_probe_reads_the_checkpoints_backbone(cache, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(enc(x)["backbone"], model.encoder(x))
         torch.testing.assert_close(enc(x)["projector"], model(x))
-    random0, random1 = (probe.load_encoder("random", tiny_config()["model"], s) for s in (0, 1))
+    random0, random1 = (load_encoder("random", tiny_config()["model"], s) for s in (0, 1))
     assert "projector" not in random0(x)
     assert not torch.equal(random0(x)["backbone"], random1(x)["backbone"])
 
@@ -249,14 +275,14 @@ def _run_rows(encoder, seed, values: dict, feature="backbone") -> list[dict]:
     """Probe rows; a task's value is (top-1, mAP), or the test R^2 for pose2d."""
     rows = []
     for task, value in values.items():
-        row = dict.fromkeys(probe.COLUMNS, 0)
+        row = dict.fromkeys(COLUMNS, 0)
         row |= {"encoder": encoder, "backbone": "resnet18", "seed": seed, "feature": feature}
-        if task in part_aware.REGRESSION_TASKS:
+        if task in REGRESSION_TASKS:
             row |= {"task": task, "level": "object", "n_classes": 0, "test_r2": value}
             row |= dict.fromkeys(("test_top1", "val_top1", "map", "class_map"), float("nan"))
         else:
             top1, m = value
-            level = "object" if task in part_aware.OBJECT_TASKS else "part"
+            level = "object" if task in OBJECT_TASKS else "part"
             row |= {"task": task, "level": level, "n_classes": 5, "test_top1": top1, "map": m}
             row |= {"test_r2": float("nan")}
         rows.append(row)
@@ -265,13 +291,13 @@ def _run_rows(encoder, seed, values: dict, feature="backbone") -> list[dict]:
 
 def _write_runs(tmp_path, rows) -> Path:
     path = tmp_path / "probe.csv"
-    pd.DataFrame(rows, columns=probe.COLUMNS).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
     return path
 
 
 def claim_texts(table) -> dict[str, str]:
     """Claim name -> its sentence (claim_sentences gives one per claim, in CLAIMS order)."""
-    return dict(zip(part_aware.CLAIMS, part_aware.claim_sentences(table), strict=True))
+    return dict(zip(CLAIMS, claim_sentences(table), strict=True))
 
 
 REP = {"bootstrap_samples": 2000, "confidence": 0.95, "seed": 0}
@@ -285,8 +311,8 @@ def test_claims_are_paired_by_seed_with_a_bootstrap_ci(tmp_path):
         rows += _run_rows(
             "equivariant", s, {"gesture": (0.5, 0.3), "part": (0.4, 0.1)}, "projector"
         )
-    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
-    table = part_aware.claims(runs, REP).set_index(["claim", "task"])
+    runs = load_probe_runs([_write_runs(tmp_path, rows)])
+    table = claims(runs, REP).set_index(["claim", "task"])
     sup = table.loc[("supervised_object", "gesture")]
     # paired by seed, the differences are all 0.10: the CI is the point itself
     assert sup["diff"] == pytest.approx(0.10) and sup["n_seeds"] == 3
@@ -308,8 +334,8 @@ def test_pose_claims_compare_with_random_and_equivariant_with_invariant(tmp_path
         rows += _run_rows("random", s, {"orientation": (0.30, 0.2), "pose2d": 0.10 + s / 100})
         rows += _run_rows("invariant", s, {"orientation": (0.28, 0.2), "pose2d": 0.12 + s / 100})
         rows += _run_rows("equivariant", s, {"orientation": (0.40, 0.2), "pose2d": 0.30})
-    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
-    table = part_aware.claims(runs, REP).set_index(["claim", "a", "task"])
+    runs = load_probe_runs([_write_runs(tmp_path, rows)])
+    table = claims(runs, REP).set_index(["claim", "a", "task"])
     r2 = table.loc[("pose_beats_random", "equivariant", "pose2d")]
     assert r2["metric"] == "test_r2" and r2["diff"] == pytest.approx(0.19)
     assert r2["verdict"] == "supports"
@@ -322,7 +348,7 @@ def test_pose_claims_compare_with_random_and_equivariant_with_invariant(tmp_path
     assert "**holds here**" in sentences["equivariant_pose"]
     assert "**holds only in part**" in sentences["pose_beats_random"]
     assert "pose2d R²" in sentences["equivariant_pose"]
-    md = part_aware.markdown_table(part_aware.display_table(runs))
+    md = markdown_table(display_table(runs))
     assert "pose2d R²" in md and "0.300 ± 0.000" in md
 
 
@@ -330,11 +356,11 @@ def test_pose2d_targets_keep_shape_and_rotation_but_not_position_or_size():
     rng = np.random.default_rng(0)
     uv = rng.normal(size=(1, 21, 2))
     moved = uv * 3.0 + np.array([5.0, -2.0])
-    t = probe_data.pose2d_targets(np.concatenate([uv, moved]))
+    t = pose2d_targets(np.concatenate([uv, moved]))
     np.testing.assert_allclose(t[0], t[1], atol=1e-5)
     assert (t[0].reshape(21, 2) ** 2).sum(axis=1).mean() == pytest.approx(1.0, abs=1e-5)
     turned = uv[..., ::-1] * np.array([1.0, -1.0])  # a quarter turn
-    assert np.abs(probe_data.pose2d_targets(turned) - t[:1]).max() > 0.1
+    assert np.abs(pose2d_targets(turned) - t[:1]).max() > 0.1
 
 
 def test_ridge_probe_reads_a_linear_target_and_not_noise():
@@ -343,9 +369,9 @@ def test_ridge_probe_reads_a_linear_target_and_not_noise():
     w = rng.normal(size=(16, 4))
     linear = {s: v @ w + 0.01 * rng.normal(size=(len(v), 4)) for s, v in x.items()}
     noise = {s: rng.normal(size=(len(v), 4)) for s, v in x.items()}
-    good = probe.ridge_probe(x, linear, [0.1, 10.0, 1000.0])
+    good = ridge_probe(x, linear, [0.1, 10.0, 1000.0])
     assert good["test_r2"] > 0.99 and good["alpha"] == 0.1
-    bad = probe.ridge_probe(x, noise, [0.1, 10.0, 1000.0])
+    bad = ridge_probe(x, noise, [0.1, 10.0, 1000.0])
     assert bad["test_r2"] < 0.02 and bad["alpha"] == 1000.0
 
 
@@ -354,11 +380,11 @@ def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
     for s, d in enumerate([0.05, -0.05, 0.04, -0.04]):
         rows += _run_rows("supervised", s, {"part": (0.4, 0.2)})
         rows += _run_rows("mim", s, {"part": (0.4 + d, 0.2)})
-    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
-    row = part_aware.claims(runs, REP).iloc[0]
+    runs = load_probe_runs([_write_runs(tmp_path, rows)])
+    row = claims(runs, REP).iloc[0]
     assert row["claim"] == "ssl_part" and row["ci_low"] < 0 < row["ci_high"]
     assert row["verdict"] == "within seed noise"
-    sentences = claim_texts(part_aware.claims(runs, REP))
+    sentences = claim_texts(claims(runs, REP))
     assert "cannot be told from seed noise" in sentences["ssl_part"]
 
 
@@ -368,8 +394,8 @@ def test_one_seed_has_no_ci_and_says_a_ci_needs_two_seeds(tmp_path):
         rows += _run_rows(enc, 0, {"part": (part, 0.2)})
     rows += _run_rows("invariant", 1, {"part": (0.55, 0.2)})
     rows += _run_rows("supervised", 1, {"part": (0.40, 0.2)})
-    runs = part_aware.load_probe_runs([_write_runs(tmp_path, rows)])
-    table = part_aware.claims(runs, REP).set_index(["claim", "a"])
+    runs = load_probe_runs([_write_runs(tmp_path, rows)])
+    table = claims(runs, REP).set_index(["claim", "a"])
     one = table.loc[("ssl_part", "mim")]
     assert one["n_seeds"] == 1 and one["verdict"] == "no CI" and math.isnan(one["ci_low"])
     assert table.loc[("ssl_part", "invariant"), "verdict"] == "supports"
@@ -378,7 +404,7 @@ def test_one_seed_has_no_ci_and_says_a_ci_needs_two_seeds(tmp_path):
     assert "1 of the 2 have one seed, so no CI" in sentence
     assert "mim vs supervised on part top-1 +0.050 (one seed, no CI)" in sentence
 
-    single = part_aware.claims(runs[runs["seed"] == 0], REP)
+    single = claims(runs[runs["seed"] == 0], REP)
     sentence = claim_texts(single)["ssl_part"]
     assert "**cannot be tested here**: a CI needs at least 2 seeds" in sentence
     assert "nan" not in sentence and "every CI contains 0" not in sentence
@@ -398,10 +424,8 @@ def test_part_aware_step_writes_table_claims_figure_and_report_section(tmp_path)
     png = Image.open(tmp_path / "f" / "part_aware.png")
     assert np.asarray(png.convert("L")).std() > 10  # not blank
     assert (tmp_path / "f" / "part_aware.pdf").read_bytes().startswith(b"%PDF")
-    blocks = part_aware.report_blocks(
-        tmp_path / "t" / "part_aware", tmp_path / "f" / "part_aware.png"
-    )
+    blocks = report_blocks(tmp_path / "t" / "part_aware", tmp_path / "f" / "part_aware.png")
     text = json.dumps([b[1] if isinstance(b[1], str) else "" for b in blocks])
     assert "Part-aware probe" in text and "without looking at the image" in text
     with pytest.raises(UserError, match="appears in more than one"):
-        part_aware.load_probe_runs([runs, runs])
+        load_probe_runs([runs, runs])

@@ -9,21 +9,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from equihand.analysis.aggregate import ablation_table
-from equihand.analysis.figures import FIGURES
-from equihand.analysis.report import (
+from equihand.analysis.ablation import ablation_table
+from equihand.analysis.comparisons import compare, comparisons
+from equihand.analysis.prose import (
     answer,
-    compare,
-    comparisons,
     label_effect_text,
-    read_reference,
     reference_text,
     unaligned_reference_text,
-    write_report,
 )
+from equihand.analysis.report import read_reference, write_report
 from equihand.cli import main
 from equihand.config import load_config
 from equihand.errors import UserError
+from equihand.vocabulary import FIGURES
 
 
 def _runs(values: dict[str, list], fraction: float = 0.1) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from PIL import Image
 from equihand import cli
 from equihand.config import load_config
 from equihand.data import hand_model as hm
-from equihand.data import render, synth
+from equihand.data import render, scene, synth
+from equihand.data.drawing import contact_sheet
 from equihand.data.layout import (
     BONES,
     FINGERS,
@@ -477,15 +478,15 @@ def test_image_shows_the_hand_where_the_part_mask_says(monkeypatch):
     # a flat blue background, no distractors, no occluders: then the hand is exactly where the
     # image differs from the background (up to blur at the outline and sensor noise)
     monkeypatch.setattr(
-        synth,
-        "_varied_background",
+        scene,
+        "varied_background",
         lambda rng, seed, size: Image.new("RGB", (size, size), (0, 0, 255)),
     )
-    monkeypatch.setattr(synth, "_draw_distractors", lambda pil, rng, skin, n: pil)
-    monkeypatch.setattr(synth, "OCCLUDER_PROBABILITY", -1.0)
-    p = synth.SynthParams.from_config(_cfg(image_size=64), "training")
+    monkeypatch.setattr(scene, "draw_distractors", lambda pil, rng, skin, n: pil)
+    monkeypatch.setattr(scene, "OCCLUDER_PROBABILITY", -1.0)
+    p = scene.SynthParams.from_config(_cfg(image_size=64), "training")
     for i in range(12):
-        s = synth.render_sample(i, "training", p)
+        s = scene.render_sample(i, "training", p)
         hand = s.parts > 0
         inner_hand, inner_background = _erode(hand), _erode(~hand)
         assert inner_hand.sum() > 50 and inner_background.sum() > 500
@@ -497,12 +498,12 @@ def test_image_shows_the_hand_where_the_part_mask_says(monkeypatch):
 
 
 def test_render_sample_is_a_pure_function_of_seed_split_index():
-    p = synth.SynthParams.from_config(_cfg(image_size=48), "training")
-    a, b = synth.render_sample(5, "training", p), synth.render_sample(5, "training", p)
+    p = scene.SynthParams.from_config(_cfg(image_size=48), "training")
+    a, b = scene.render_sample(5, "training", p), scene.render_sample(5, "training", p)
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.parts, b.parts)
     np.testing.assert_array_equal(a.xyz, b.xyz)
-    c = synth.render_sample(5, "evaluation", p)
+    c = scene.render_sample(5, "evaluation", p)
     assert not np.array_equal(a.image, c.image)
     assert a.image.shape == (48, 48, 3) and a.image.dtype == np.uint8
     assert a.parts.shape == (48, 48) and a.parts.dtype == np.uint8
@@ -548,7 +549,7 @@ def test_worker_count_does_not_change_bytes(tmp_path):
 
 
 def _failing_render(monkeypatch, fail_at: int):
-    real = synth.render_sample
+    real = scene.render_sample
     calls = {"n": 0}
 
     def render(index, split, p):
@@ -601,7 +602,7 @@ def test_contact_sheet(dataset, tmp_path):
     parts = np.asarray(Image.open(parts_path(dataset, "training", 0)))
     np.testing.assert_array_equal(sheet[:s, 2 * s : 3 * s].any(axis=-1), parts > 0)
     # a smaller sheet of the evaluation split
-    out = synth.contact_sheet(dataset, tmp_path / "x" / "sheet.png", n=5, split="evaluation")
+    out = contact_sheet(dataset, tmp_path / "x" / "sheet.png", n=5, split="evaluation")
     with Image.open(out) as im:
         assert im.size == (4 * 3 * s + 3 * 6, 2 * s)
 
@@ -663,7 +664,7 @@ def test_limited_orientations_stay_within_roll_and_tilt(roll, tilt):
 def test_orientation_keys_render_upright_hands_and_default_is_unchanged(tmp_path):
     small = ["synth.n_train=24", "synth.n_eval=4", "synth.image_size=48"]
     config = load_config(None, small)
-    p = synth.SynthParams.from_config(config, "training")
+    p = scene.SynthParams.from_config(config, "training")
     assert (p.roll_deg, p.tilt_deg) == (180.0, 180.0)  # default: uniform SO(3), as before
     upright = load_config(None, [*small, "synth.roll_deg=0", "synth.tilt_deg=0"])
     synth.synthesize(tmp_path / "up", upright)
@@ -673,14 +674,14 @@ def test_orientation_keys_render_upright_hands_and_default_is_unchanged(tmp_path
 
 
 def test_background_contrast_flattens_only_the_background():
-    full = synth.SynthParams.from_config(_cfg(image_size=64, distractors=0), "training")
-    flat = synth.SynthParams.from_config(
+    full = scene.SynthParams.from_config(_cfg(image_size=64, distractors=0), "training")
+    flat = scene.SynthParams.from_config(
         _cfg(image_size=64, distractors=0, background_contrast=0.0), "training"
     )
     assert full.background_contrast == 1.0
     spread = {"full": [], "flat": []}
     for i in range(6):
-        a, b = synth.render_sample(i, "training", full), synth.render_sample(i, "training", flat)
+        a, b = scene.render_sample(i, "training", full), scene.render_sample(i, "training", flat)
         # no random draw depends on the knob: the same hand, labels and part mask
         np.testing.assert_array_equal(a.xyz, b.xyz)
         np.testing.assert_array_equal(a.uv, b.uv)

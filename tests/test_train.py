@@ -22,7 +22,7 @@ from equihand import cli
 from equihand.data.cache import PreparedData
 from equihand.errors import DataError, UserError
 from equihand.methods.models import build_contrastive_model
-from equihand.train import loop as train
+from equihand.train import runtime
 from equihand.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -385,21 +385,21 @@ def test_augmentation_only_below_the_label_limit(cache, tmp_path):
     ],
 )
 def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
-    assert train.cpu_has_native_bf16(cpuinfo) is native
+    assert runtime.cpu_has_native_bf16(cpuinfo) is native
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_amp_follows_the_config_and_the_cpu(monkeypatch, native):
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "auto"}) is native
-    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "always"}) is True
-    assert train.uses_bf16(cpu, {"amp": True, "cpu_amp": "never"}) is False
-    assert train.uses_bf16(cpu, {"amp": False, "cpu_amp": "always"}) is False
-    with train.autocast(cpu, {"amp": True, "cpu_amp": "always"}):
+    assert runtime.uses_bf16(cpu, {"amp": True, "cpu_amp": "auto"}) is native
+    assert runtime.uses_bf16(cpu, {"amp": True, "cpu_amp": "always"}) is True
+    assert runtime.uses_bf16(cpu, {"amp": True, "cpu_amp": "never"}) is False
+    assert runtime.uses_bf16(cpu, {"amp": False, "cpu_amp": "always"}) is False
+    with runtime.autocast(cpu, {"amp": True, "cpu_amp": "always"}):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    with train.autocast(cpu, {"amp": True, "cpu_amp": "never"}):
+    with runtime.autocast(cpu, {"amp": True, "cpu_amp": "never"}):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 

@@ -14,45 +14,31 @@ from equihand import __version__, progress
 from equihand.config import ConfigError, load_config
 from equihand.errors import UserError
 
-# step name -> (module, one-line help)
+# The map of the package: step name -> (its module below equihand, one-line help). A step module
+# imports library modules, never another step (tests/test_structure.py).
 STEPS = {
-    "synth": ("equihand.data.synth", "render the synthetic hand dataset in the FreiHAND layout"),
-    "download": ("equihand.data.download", "download and extract FreiHAND"),
-    "prepare": ("equihand.data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
-    "pretrain": (
-        "equihand.train.pretrain",
-        "self-supervised pretraining of an encoder (no labels)",
-    ),
-    "finetune": (
-        "equihand.train.finetune",
-        "supervised 2.5D pose finetuning, selected on validation",
-    ),
-    "evaluate": (
-        "equihand.evaluate.evaluate",
-        "FreiHAND metrics and predictions of a finetuned model",
-    ),
-    "aggregate": (
-        "equihand.analysis.aggregate",
-        "the ablation table (CSV, Markdown, LaTeX) from metrics",
-    ),
-    "figures": (
-        "equihand.analysis.figures",
-        "the study's figures (PNG and PDF) from its evaluations",
-    ),
-    "reference": ("equihand.evaluate.reference", "the PA-EPE, EPE and AUC a model must beat"),
-    "probe-data": ("equihand.probe.probe_data", "whole-image and part-crop sets of the part probe"),
-    "probe": ("equihand.probe.probe", "linear probes and retrieval of one frozen encoder"),
-    "part-aware": (
-        "equihand.analysis.part_aware",
-        "the part-aware table, figure and claims over runs",
-    ),
-    "report": (
-        "equihand.analysis.report",
-        "the written ablation report (Markdown and HTML) with CIs",
-    ),
-    "score": ("equihand.evaluate.score", "score a FreiHAND-format pred.json against ground truth"),
-    "pull": ("equihand.pull", "dvc pull that checks every object's md5 before checking out"),
+    "synth": ("data.synth", "render the synthetic hand dataset in the FreiHAND layout"),
+    "download": ("data.download", "download and extract FreiHAND"),
+    "prepare": ("data.prepare", "validate a FreiHAND-layout dataset and build the cache"),
+    "pretrain": ("train.pretrain", "self-supervised pretraining of an encoder (no labels)"),
+    "finetune": ("train.finetune", "supervised 2.5D pose finetuning, selected on validation"),
+    "evaluate": ("evaluate.evaluate", "FreiHAND metrics and predictions of a finetuned model"),
+    "score": ("evaluate.score", "score a FreiHAND-format pred.json against ground truth"),
+    "reference": ("evaluate.reference", "the PA-EPE, EPE and AUC a model must beat"),
+    "probe-data": ("probe.probe_data", "whole-image and part-crop sets of the part probe"),
+    "probe": ("probe.probe", "linear probes and retrieval of one frozen encoder"),
+    "aggregate": ("analysis.aggregate", "the ablation table (CSV, Markdown, LaTeX) from metrics"),
+    "figures": ("analysis.figures", "the study's figures (PNG and PDF) from its evaluations"),
+    "part-aware": ("analysis.part_aware", "the part-aware table, figure and claims over runs"),
+    "report": ("analysis.report", "the written ablation report (Markdown and HTML) with CIs"),
+    "pull": ("pull", "dvc pull that checks every object's md5 before checking out"),
 }
+
+
+def step_module(step: str) -> str:
+    """The full name of `step`'s module."""
+    return f"equihand.{STEPS[step][0]}"
+
 
 # steps that write no output of their own (dvc pull checks out what DVC tracks)
 NO_OUTPUT = {"pull"}
@@ -63,7 +49,7 @@ def build_parser(step: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equihand", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"equihand {__version__}")
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    for name, (module_name, help_text) in STEPS.items():
+    for name, (_, help_text) in STEPS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", help="YAML config (keys: src/equihand/schema.yaml)")
         p.add_argument(
@@ -82,7 +68,7 @@ def build_parser(step: str | None = None) -> argparse.ArgumentParser:
                 "(<name>.old-<time>) instead of refusing",
             )
         if name == step:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(step_module(name))
             module.add_arguments(p)
             p.set_defaults(_module=module)
     return parser

@@ -5,6 +5,8 @@ Whole-folder outputs and what an output path may hold already: equihand.outputs.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
@@ -42,3 +44,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj, indent: int | None = None) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def atomic_write_csv(path: str | Path, header: list[str], rows) -> Path:
+    """A CSV file (the csv module's dialect) of `header` and `rows` (sequences of values)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())

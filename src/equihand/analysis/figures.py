@@ -23,14 +23,13 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 from PIL import Image
 
-from equihand.analysis.aggregate import load_runs
+from equihand.analysis.ablation import load_runs
+from equihand.analysis.plots import figure_paths, save_figure
 from equihand.errors import UserError
-from equihand.io import atomic_path
 from equihand.outputs import check_files, claim_files
 from equihand.vocabulary import FIGURES, percent, rank, study_objectives
 
 KEYS = ["objective", "backbone", "label_fraction", "seed"]
-DPI = 150
 PA_EPE = "PA-EPE (cm, lower is better)"
 
 
@@ -278,10 +277,6 @@ def plot_qualitative(study, palette, seed: int) -> plt.Figure:
     return fig
 
 
-def figure_paths(out_dir: Path, name: str) -> list[Path]:
-    return [Path(out_dir) / f"{name}.{ext}" for ext in ("png", "pdf")]
-
-
 def make_figures(
     metrics_paths: list[Path], out_dir: Path, config: dict, *, force: bool = False
 ) -> list[Path]:
@@ -309,19 +304,6 @@ def make_figures(
         for name in FIGURES:
             written += save_figure(draw[name](study, palette), Path(out_dir), name)
     return written
-
-
-def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
-    paths = figure_paths(out_dir, name)
-    try:
-        for path in paths:
-            ext = path.suffix[1:]
-            meta = {"CreationDate": None} if ext == "pdf" else {}  # reproducible bytes
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight", metadata=meta)
-    finally:
-        plt.close(fig)  # memory stays flat however many figures are drawn
-    return paths
 
 
 def add_arguments(parser) -> None:

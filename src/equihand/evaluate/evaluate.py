@@ -13,54 +13,25 @@ root depth; one written without it, or before the option existed, with the close
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from equihand.config import explicit_settings, write_resolved
 from equihand.data.cache import SPLIT_NAMES, PreparedData
-from equihand.data.layout import BONES, JOINT_NAMES
-from equihand.data.synth import draw_skeleton
+from equihand.data.drawing import GRID_TILE_PX, qualitative_grid
+from equihand.data.layout import JOINT_NAMES
 from equihand.errors import UserError
 from equihand.evaluate import metrics
-from equihand.io import atomic_path, atomic_write_json, atomic_write_text
+from equihand.io import atomic_path, atomic_write_csv, atomic_write_json
 from equihand.methods.models import build_pose_model
 from equihand.outputs import check_folder, claim_folder
+from equihand.train.batches import Labels, predict
 from equihand.train.checkpoint import CheckpointError, load_checkpoint
-from equihand.train.finetune import Labels, predict
-from equihand.train.loop import place, runtime_setup
+from equihand.train.runtime import place, runtime_setup
 
 GRID_SAMPLES = 16
-GRID_TILE_PX = 160
-
-
-def _csv_text(header: list[str], rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def qualitative_grid(images: np.ndarray, uv_true, uv_pred, scale_px: float) -> Image.Image:
-    """Tiles of (image, true skeleton in white, predicted skeleton in colour)."""
-    n = len(images)
-    cols = 4
-    rows = (n + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * GRID_TILE_PX, rows * GRID_TILE_PX), "white")
-    for k in range(n):
-        tile = Image.fromarray(images[k]).resize((GRID_TILE_PX, GRID_TILE_PX), Image.BILINEAR)
-        draw = ImageDraw.Draw(tile)
-        true = (np.asarray(uv_true[k]) + 0.5) * scale_px - 0.5
-        for parent, child in BONES:
-            draw.line([tuple(true[parent]), tuple(true[child])], fill=(255, 255, 255), width=3)
-        draw_skeleton(tile, (np.asarray(uv_pred[k]) + 0.5) * scale_px - 0.5)
-        sheet.paste(tile, ((k % cols) * GRID_TILE_PX, (k // cols) * GRID_TILE_PX))
-    return sheet
 
 
 def _setting(config: dict, key: str):
@@ -146,31 +117,25 @@ def evaluate(
     err = metrics.keypoint_errors(xyz_pred, xyz_true) * metrics.CM_PER_M
     pa = metrics.procrustes_align(xyz_pred, xyz_true)
     pa_err = metrics.keypoint_errors(pa, xyz_true) * metrics.CM_PER_M
-    atomic_write_text(
+    atomic_write_csv(
         out_dir / "per_sample.csv",
-        _csv_text(
-            ["row", "epe_cm", "pa_epe_cm"],
-            zip(rows.tolist(), err.mean(1).tolist(), pa_err.mean(1).tolist(), strict=True),
-        ),
+        ["row", "epe_cm", "pa_epe_cm"],
+        zip(rows.tolist(), err.mean(1).tolist(), pa_err.mean(1).tolist(), strict=True),
     )
-    atomic_write_text(
+    atomic_write_csv(
         out_dir / "per_joint.csv",
-        _csv_text(
-            ["joint", "name", "epe_cm", "pa_epe_cm"],
-            zip(range(21), JOINT_NAMES, err.mean(0).tolist(), pa_err.mean(0).tolist(), strict=True),
-        ),
+        ["joint", "name", "epe_cm", "pa_epe_cm"],
+        zip(range(21), JOINT_NAMES, err.mean(0).tolist(), pa_err.mean(0).tolist(), strict=True),
     )
     pck = result["pck"]
-    atomic_write_text(
+    atomic_write_csv(
         out_dir / "pck.csv",
-        _csv_text(
-            ["threshold_mm", "pck", "pa_pck"],
-            zip(
-                (np.asarray(pck["thresholds_m"]) * 1000).tolist(),
-                pck["pck"],
-                pck["pa_pck"],
-                strict=True,
-            ),
+        ["threshold_mm", "pck", "pa_pck"],
+        zip(
+            (np.asarray(pck["thresholds_m"]) * 1000).tolist(),
+            pck["pck"],
+            pck["pa_pck"],
+            strict=True,
         ),
     )
     atomic_write_json(out_dir / "pred.json", [xyz_pred.tolist(), [[] for _ in rows]])

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from equihand.errors import UserError
-from equihand.methods.models import ENCODER_STRIDE
+from equihand.methods.backbones import ENCODER_STRIDE
 
 EPS = 1e-6  # MAE's epsilon under the square root of the patch variance
 

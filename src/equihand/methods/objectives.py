@@ -181,34 +181,29 @@ def mim(
     return mim_loss(recon)
 
 
-def invariant_mim(
-    z1: torch.Tensor,
-    z2: torch.Tensor,
-    geom1: Geometry,
-    geom2: Geometry,
-    *,
-    temperature: float,
-    image_size: int,
-    recon: Reconstruction,
-) -> torch.Tensor:
-    """SimCLR + recon.weight x MIM, on one backbone."""
-    contrastive = invariant(z1, z2, geom1, geom2, temperature=temperature, image_size=image_size)
-    return contrastive + recon.weight * mim_loss(recon)
+def plus_mim(contrastive: Objective, name: str) -> Objective:
+    """The objective `contrastive` + recon.weight x MIM, on one backbone."""
+
+    def loss(
+        z1: torch.Tensor,
+        z2: torch.Tensor,
+        geom1: Geometry,
+        geom2: Geometry,
+        *,
+        temperature: float,
+        image_size: int,
+        recon: Reconstruction,
+    ) -> torch.Tensor:
+        c = contrastive(z1, z2, geom1, geom2, temperature=temperature, image_size=image_size)
+        return c + recon.weight * mim_loss(recon)
+
+    loss.__name__ = loss.__qualname__ = f"{contrastive.__name__}_mim"
+    loss.__doc__ = f"{name} + recon.weight x MIM, on one backbone."
+    return loss
 
 
-def equivariant_mim(
-    z1: torch.Tensor,
-    z2: torch.Tensor,
-    geom1: Geometry,
-    geom2: Geometry,
-    *,
-    temperature: float,
-    image_size: int,
-    recon: Reconstruction,
-) -> torch.Tensor:
-    """PeCLR + recon.weight x MIM, on one backbone."""
-    contrastive = equivariant(z1, z2, geom1, geom2, temperature=temperature, image_size=image_size)
-    return contrastive + recon.weight * mim_loss(recon)
+invariant_mim = plus_mim(invariant, "SimCLR")
+equivariant_mim = plus_mim(equivariant, "PeCLR")
 
 
 @dataclass(frozen=True)

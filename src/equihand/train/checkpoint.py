@@ -20,7 +20,7 @@ import torch
 
 from equihand.errors import UserError
 from equihand.io import atomic_path
-from equihand.methods.models import backbone_of
+from equihand.methods.backbones import backbone_of
 
 FORMAT = "equihand-checkpoint"
 FORMAT_VERSION = 1

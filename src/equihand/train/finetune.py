@@ -28,20 +28,14 @@ from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
 from equihand.evaluate import metrics
 from equihand.methods import augment, pose
-from equihand.methods.models import build_pose_model, load_backbone_state
+from equihand.methods.backbones import load_backbone_state
+from equihand.methods.geometry import transform_points
+from equihand.methods.models import build_pose_model
 from equihand.outputs import check_folder, claim_folder
+from equihand.train.batches import Labels, load_images, predict_xyz
 from equihand.train.checkpoint import load_checkpoint
-from equihand.train.loop import (
-    Loop,
-    TrainingError,
-    add_run_arguments,
-    autocast,
-    finish,
-    fit,
-    place,
-    runtime_setup,
-)
-from equihand.train.pretrain import load_images
+from equihand.train.loop import Loop, TrainingError, add_run_arguments, finish, fit
+from equihand.train.runtime import place, runtime_setup
 
 MODEL_NAME = "model.pt"
 # The validation metric that picks the kept epoch: PA-EPE, the study's headline measure. The
@@ -55,18 +49,6 @@ def labeled_subset(labeled: np.ndarray, fraction: float, seed: int) -> np.ndarra
     order = np.random.default_rng([seed, 7_777]).permutation(len(labeled))
     n = max(1, math.ceil(fraction * len(labeled)))
     return np.sort(labeled[order[:n]])
-
-
-class Labels:
-    """The label arrays of a cache, as float32 tensors on the CPU."""
-
-    def __init__(self, data: PreparedData):
-        self.uv = torch.from_numpy(np.array(data.uv, dtype=np.float32))
-        self.xyz = torch.from_numpy(np.array(data.xyz, dtype=np.float32))
-        self.K = torch.from_numpy(np.array(data.K, dtype=np.float32))
-        self.scale = torch.from_numpy(np.array(data.scale, dtype=np.float32))
-        _, self.zr = pose.to_25d(self.xyz, self.K, self.scale)
-        self.root = pose.true_root_depth(self.xyz, self.scale)  # bone units
 
 
 def root_range(root: torch.Tensor, margin: float) -> tuple[float, float]:
@@ -102,7 +84,7 @@ def pose_loss(
         with torch.no_grad():
             batch, geom = augment.augment_view(batch, aug_cfg)
             matrix = geom.matrix.to(uv.device)
-            uv = augment.transform_points(matrix, uv)
+            uv = transform_points(matrix, uv)
             K = None if K is None else matrix @ K
     pred = model(batch, K)
     loss_uv = F.l1_loss(pred["uv_norm"].float(), pose.uv_to_norm(uv, batch.shape[-1]))
@@ -110,31 +92,6 @@ def pose_loss(
     if "root" in pred:
         loss = loss + root_weight * F.l1_loss(pred["root"], root)
     return loss
-
-
-@torch.no_grad()
-def predict(model, images, rows, labels: Labels, device, config, batch_size):
-    """Predicted 2D joints (N, 21, 2) in cache pixels and 3D joints (N, 21, 3) in metres for
-    cache rows, without augmentation (3D from the 2.5D output with each row's K and scale)."""
-    model.eval()
-    size = images.shape[1]
-    uvs, xyzs = [], []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        batch = load_images(images, chunk, device, config["train"]["channels_last"])
-        idx = torch.from_numpy(chunk)
-        K = labels.K[idx]
-        with autocast(device, config["train"]):
-            pred = model(batch, K.to(device))
-        uv = pose.norm_to_uv(pred["uv_norm"].float().cpu(), size)
-        root = pred["root"].float().cpu() if "root" in pred else None  # else the closed form
-        uvs.append(uv)
-        xyzs.append(pose.from_25d(uv, pred["zr"].float().cpu(), K, labels.scale[idx], root))
-    return torch.cat(uvs), torch.cat(xyzs)
-
-
-def predict_xyz(model, images, rows, labels: Labels, device, config, batch_size):
-    return predict(model, images, rows, labels, device, config, batch_size)[1]
 
 
 def finetune(

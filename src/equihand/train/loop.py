@@ -15,14 +15,10 @@ its final weights are bitwise equal to an uninterrupted run's.
 from __future__ import annotations
 
 import copy
-import csv
-import functools
-import io
 import math
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +28,10 @@ from torch import nn
 
 from equihand import progress
 from equihand.errors import UserError
-from equihand.io import atomic_write_text
-from equihand.train.allocator import keep_freed_memory
+from equihand.io import atomic_write_csv
 from equihand.train.checkpoint import load_checkpoint, save_checkpoint
 from equihand.train.optim import build_optimizer, build_scheduler
+from equihand.train.runtime import autocast
 
 RESUME_NAME = "resume.pt"
 METRICS_NAME = "metrics.csv"
@@ -61,30 +57,6 @@ def add_run_arguments(parser) -> None:
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("config device is 'cuda' but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def runtime_setup(config: dict) -> torch.device:
-    """Apply `train.threads` and `train.malloc_keep_mb`; return the device of `config["device"]`."""
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
-    keep_freed_memory(config["train"]["malloc_keep_mb"])
-    return resolve_device(config["device"])
-
-
-def place(model: nn.Module, device: torch.device, config: dict) -> nn.Module:
-    """Move a model to the device, in channels_last layout when `train.channels_last`."""
-    model = model.to(device)
-    if config["train"]["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
 def step_seed(seed: int, step: int) -> int:
     """The torch seed of optimiser step `step` of a run with seed `seed`."""
     return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -92,51 +64,6 @@ def step_seed(seed: int, step: int) -> int:
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, 1_000_003, epoch]).permutation(n)
-
-
-# /proc/cpuinfo flags of CPUs with native bf16 arithmetic (x86: AVX512-BF16, AMX; Arm: BF16)
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-
-
-@functools.cache
-def _cpuinfo() -> str:
-    """/proc/cpuinfo, read once per process (autocast asks at every step); "" where absent."""
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes in bf16 natively (read from /proc/cpuinfo; False elsewhere).
-
-    Without it, oneDNN emulates bf16 and autocast is slower than float32 (not worth it)."""
-    if cpuinfo is None:
-        cpuinfo = _cpuinfo()
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
-
-def uses_bf16(device: torch.device, train_cfg: dict) -> bool:
-    """Whether training and inference on `device` run under bf16 autocast (`train.amp`,
-    `train.cpu_amp`)."""
-    if not train_cfg["amp"]:
-        return False
-    if device.type == "cuda":
-        return True
-    mode = train_cfg.get("cpu_amp", "auto")
-    return mode == "always" or (mode == "auto" and cpu_has_native_bf16())
-
-
-def autocast(device: torch.device, train_cfg: dict):
-    """bf16 autocast where `uses_bf16` says so, else a no-op (float32)."""
-    if uses_bf16(device, train_cfg):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @dataclass
@@ -158,12 +85,8 @@ class History:
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    buf = io.StringIO()
     fields = list(dict.fromkeys(key for row in rows for key in row))
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, fields, ([row.get(key, "") for key in fields] for row in rows))
 
 
 @dataclass

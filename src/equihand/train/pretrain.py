@@ -24,17 +24,11 @@ from equihand.errors import DataError, UserError
 from equihand.methods import augment, mim, objectives
 from equihand.methods.models import build_contrastive_model, build_masked_model
 from equihand.outputs import check_folder, claim_folder
-from equihand.train.loop import Loop, add_run_arguments, finish, fit, place, runtime_setup
+from equihand.train.batches import load_images
+from equihand.train.loop import Loop, add_run_arguments, finish, fit
+from equihand.train.runtime import place, runtime_setup
 
 MODEL_NAME = "model.pt"
-
-
-def load_images(images, positions: np.ndarray, device: torch.device, channels_last: bool):
-    """uint8 rows of the cache (a memory map or a RowReader) -> float (B, 3, H, W) in [0, 1] on
-    `device`."""
-    batch = torch.from_numpy(np.ascontiguousarray(images[positions])).to(device, non_blocking=True)
-    out = augment.to_float(batch)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
 
 
 def foreground_reader(data: PreparedData, cache_dir: Path):
