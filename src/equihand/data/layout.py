@@ -29,8 +29,9 @@ from pathlib import Path
 SPLITS = ("training", "evaluation")
 N_JOINTS = 21
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
-JOINT_NAMES = ("wrist",) + tuple(
-    f"{finger}_{part}" for finger in FINGERS for part in ("mcp", "pip", "dip", "tip")
+JOINT_NAMES = (
+    "wrist",
+    *(f"{finger}_{part}" for finger in FINGERS for part in ("mcp", "pip", "dip", "tip")),
 )
 # (parent, child) joint pairs: the kinematic tree's 20 bones
 BONES = tuple(

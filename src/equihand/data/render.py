@@ -106,7 +106,7 @@ def capsule_fragments(
     # gathering with an index array): start, axis / length^2, axis, pixel radius at a and its
     # slope, axis depth at a and its slope, metric radius at a and its slope, capsule row.
     columns = [pa[:, 0], pa[:, 1], d[:, 0] * inv_len2, d[:, 1] * inv_len2, d[:, 0], d[:, 1],
-               ra_px, rb_px - ra_px, za, zb - za, ra, rb - ra, keep]
+               ra_px, rb_px - ra_px, za, zb - za, ra, rb - ra, keep]  # fmt: skip
     table = np.repeat(np.stack(columns, axis=1).astype(np.float32), counts, axis=0)
     pu = cols.astype(np.float32) - table[:, 0]
     pv = rows.astype(np.float32) - table[:, 1]
