@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,35 @@ def test_weights_that_do_not_fit_their_config_are_a_clear_error(cache, finetuned
     assert cli.main([*args, "--out", str(tmp_path / "eval")]) == 2
     err = capsys.readouterr().err
     assert "do not fit" in err and "root_refine=True" in err and "Traceback" not in err
+
+
+def test_root_error_bench_places_the_3d_as_evaluate_does(cache, refined, tmp_path):
+    # bench/root_error.py's "as evaluated" column must be what `equihand evaluate` measures on the
+    # same split; the other placements swap one part for the truth
+    result = evaluate(refined, cache, "val", tmp_path / "eval", tiny_config())
+    script = Path(__file__).resolve().parents[1] / "bench" / "root_error.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(refined.parent), "--cache", str(cache), "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "root_error.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["refiner"] == "True" and int(row["n"]) == result["n_samples"]
+    # bf16 autocast on CPUs with native bf16; evaluate also uses channels_last
+    assert float(row["epe_cm[as_evaluated]"]) == pytest.approx(result["epe_cm"], rel=1e-2)
+    assert float(row["auc[as_evaluated]"]) == pytest.approx(result["auc"], abs=1e-2)
+    for key, value in row.items():
+        if key.startswith("auc["):
+            assert 0 <= float(value) <= 1, key
+
+
+def test_root_error_bench_refuses_a_folder_without_a_model(cache, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "root_error.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--cache", str(cache)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"{tmp_path}: no model.pt" in done.stderr
