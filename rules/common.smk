@@ -81,7 +81,8 @@ def job_threads(rule_name):
 
 def job_resources(rule_name):
     """Memory, wall time and GPUs of a compute rule from study.resources; the GPU model and the
-    CPUs per GPU are unset (None) when empty/0: any GPU model, and --cpus-per-task=threads.
+    CPUs per GPU are unset (None) when empty/0: any GPU model, and --cpus-per-task=threads. A
+    data-parallel job (tasks or nodes above 1) adds what the SLURM executor needs for it.
     """
     job = STUDY["resources"][rule_name]
     return {
@@ -90,7 +91,57 @@ def job_resources(rule_name):
         "gpu": job["gpu"],
         "gpu_model": job["gpu_model"] or None,
         "cpus_per_gpu": job["cpus_per_gpu"] or None,
+        **rank_resources(rule_name),
     }
+
+
+DATA_PARALLEL_RULES = ("pretrain", "finetune")
+
+
+def rank_resources(rule_name):
+    """study.resources.<rule>.tasks and .nodes as snakemake-executor-plugin-slurm reads them:
+    nothing for one task on one node (the job stays as it always was); else `mpi: srun`, so
+    that the plugin runs the rule's shell once in the allocation, which starts the ranks with
+    srun itself (`launcher`), `tasks` (sbatch --ntasks), `nodes` (--nodes) and, for a GPU job,
+    `tasks_per_gpu: 1` (--ntasks-per-gpu; the plugin would otherwise use `tasks` there).
+    """
+    job = STUDY["resources"][rule_name]
+    tasks, nodes = job["tasks"], job["nodes"]
+    if tasks == 1 and nodes == 1:
+        return {}
+    where = f"study.resources.{rule_name}"
+    if rule_name not in DATA_PARALLEL_RULES:
+        raise WorkflowError(
+            f"{where}: tasks {tasks}, nodes {nodes}: only pretrain and finetune run on several "
+            "ranks; set tasks: 1 and nodes: 1"
+        )
+    if tasks % nodes:
+        raise WorkflowError(f"{where}.tasks {tasks} is not a multiple of nodes {nodes}")
+    if job["gpu"] not in (0, tasks):
+        raise WorkflowError(
+            f"{where}.gpu {job['gpu']} must be 0 or equal tasks {tasks} (one GPU per rank)"
+        )
+    resources = {"mpi": "srun", "tasks": tasks, "nodes": nodes}
+    if job["gpu"]:
+        resources["tasks_per_gpu"] = 1
+    return resources
+
+
+def launcher(rule_name):
+    """What starts a training job's ranks, put before its `equihand` command: nothing for one
+    task; else srun with one process per task (`threads` or cpus_per_gpu CPUs and one GPU each),
+    the job taken down when a rank fails (--kill-on-bad-exit). equihand reads each rank from
+    SLURM's variables (equihand.train.launch).
+    """
+    job = STUDY["resources"][rule_name]
+    if not rank_resources(rule_name):
+        return ""
+    cpus = job["cpus_per_gpu"] or job_threads(rule_name)
+    gpus = " --gpus-per-task=1" if job["gpu"] else ""
+    return (
+        f"srun --ntasks={job['tasks']} --nodes={job['nodes']} --cpus-per-task={cpus}{gpus}"
+        " --kill-on-bad-exit=1 "
+    )
 
 
 # --- the study grid ----------------------------------------------------------------------------

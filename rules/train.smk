@@ -20,9 +20,10 @@ rule pretrain:
         **job_resources("pretrain"),
     params:
         config=cli_config("augment", "model", "pretrain", "train", "device"),
+        launch=launcher("pretrain"),
         out=output_folder,
     shell:
-        "equihand pretrain {params.config}"
+        "{params.launch}equihand pretrain {params.config}"
         " --set train.threads={threads}"
         " --set model.backbone={wildcards.backbone}"
         " --objective {wildcards.objective}"
@@ -50,9 +51,10 @@ rule finetune:
     params:
         config=cli_config("augment", "model", "finetune", "train", "device"),
         pretrained=pretrained_arg,
+        launch=launcher("finetune"),
         out=output_folder,
     shell:
-        "equihand finetune {params.config}"
+        "{params.launch}equihand finetune {params.config}"
         " --set train.threads={threads}"
         " --set model.backbone={wildcards.backbone}"
         " --pretrained {params.pretrained}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,22 @@ def test_fit_announces_each_next_micro_batch(tmp_path):
     fit(loop, torch.nn.Linear(1, 1), torch.device("cpu"))
     assert len(used) == 3 * 2 * 2  # 3 epochs x 2 steps (19 // 8) x 2 micro-batches
     assert announced == used[1:]  # every micro-batch but the first was announced before it ran
+
+
+def test_ddp_bench_times_one_process_and_two_ranks(cache, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "ddp.py"), "--cache", str(cache), "--batch", "8",
+         "--steps", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _read(tmp_path / "ddp.csv")
+    cores = os.cpu_count() or 1
+    cases = {(r["device"], int(r["ranks"]), int(r["threads_per_rank"])) for r in rows}
+    assert {("cpu", 1, 1), ("cpu", 1, cores), ("cpu", 2, max(1, cores // 2))} <= cases
+    for row in rows:
+        assert float(row["steps_per_s"]) > 0, row
+        assert float(row["images_per_s"]) == pytest.approx(
+            float(row["steps_per_s"]) * 2 * 8, rel=1e-2
+        )
+    assert "steps_per_s" in done.stdout

@@ -352,3 +352,76 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(
     assert final["final"] and final["step"] == steps
     assert not (run_dir / "resume.pt").exists()
     print(f"cancelled at step >= {saved}; the retry resumed at step {started} of {steps}")
+
+
+# -- data parallelism ----------------------------------------------------------------------------
+
+
+def test_a_two_task_training_job_runs_two_ranks_and_resumes_on_two_after_a_cancel(
+    cluster, slurm_run, tmp_path
+):
+    """study.resources.pretrain.tasks: 2 -> one SLURM job of 2 tasks (one fake GPU each) whose
+    shell starts both ranks with srun; each rank logs its rank, rank 0 alone writes; scancel
+    (SIGTERM to every task, as on preemption) stops both ranks at the same step after rank 0
+    saved resume.pt, and the retried job resumes from it on 2 ranks."""
+    steps = 150
+    ranked = tmp_path / "ranks.yaml"
+    two_tasks = {"threads": 1, "mem_mb": 3000, "runtime": 30, "gpu": 2, "tasks": 2}
+    ranked.write_text(
+        yaml.safe_dump(
+            {
+                "progress": "always",
+                "pretrain": {"epochs": 1000, "max_steps": steps, "checkpoint_every": 10},
+                "study": {"resources": {"pretrain": two_tasks}},
+            }
+        )
+    )
+    target = "results/pretrain/invariant_resnet18_s8/model.pt"
+    run_dir = slurm_run.workdir / Path(target).parent
+    log_path = slurm_run.workdir / "logs" / "pretrain" / "invariant_resnet18_s8.log"
+    configs = (SMOKE, slurm_run.config, ranked)
+    output = tmp_path / "snakemake.out"
+    proc = snakemake_slurm(cluster, slurm_run.workdir, configs, target, popen=output)
+    comment = "rule_pretrain_wildcards_invariant_resnet18_8"
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "resume.pt").exists():
+            assert proc.poll() is None, output.read_text()[-4000:]
+            assert time.monotonic() < deadline, "no resume.pt after 300 s"
+            time.sleep(0.2)
+        resumable = load_checkpoint(run_dir / "resume.pt")
+        saved = resumable["step"]
+        assert 0 < saved < steps
+        assert resumable["extra"]["world_size"] == 2
+        first_log = log_path.read_text()
+        (running,) = [
+            j for j in cluster.jobs() if j["Comment"] == comment and j["JobState"] == "RUNNING"
+        ]
+        cluster.run("scancel", running["JobId"])
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = output.read_text()
+    assert proc.returncode == 0, out[-6000:]
+    attempts = [j for j in cluster.jobs() if j["Comment"] == comment]
+    assert [j["JobState"] for j in attempts] == ["CANCELLED", "COMPLETED"], attempts
+    assert all(j["NumTasks"] == "2" for j in attempts), attempts
+    assert "Trying to restart job" in out, out[-4000:]
+    log = log_path.read_text()
+    for text in (first_log, log):  # both attempts ran 2 ranks, each logging its rank
+        assert len(re.findall(r"equihand: rank 0 of 2 on ", text)) == 1, text[-3000:]
+        assert len(re.findall(r"equihand: rank 1 of 2 on ", text)) == 1, text[-3000:]
+    # rank 0 alone writes and reports: one progress bar, one closing line, one metrics row a step
+    assert len(re.findall(r"pretrained resnet18 with invariant", log)) == 1, log[-3000:]
+    started = int(re.search(rf"(\d+)/{steps}\b", log).group(1))
+    assert saved <= started < steps, log[:2000]
+    final = load_checkpoint(run_dir / "model.pt")
+    assert final["final"] and final["step"] == steps
+    assert not (run_dir / "resume.pt").exists()
+    one_task = slurm_run.workdir / "results" / "pretrain" / "invariant_resnet18_s0"
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in one_task.iterdir())
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics["step"].is_unique, metrics
+    print(f"2 ranks cancelled at step >= {saved}; the retry resumed at step {started} of {steps}")

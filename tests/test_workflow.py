@@ -246,3 +246,29 @@ def test_a_registered_objective_joins_the_smoke_dag(tmp_path: Path):
         "results/probe/toy_resnet18_s0/probe.csv",
     ):
         assert path in out, path
+
+
+def test_data_parallel_jobs_start_their_ranks_with_srun(tmp_path: Path):
+    """study.resources.<rule>.tasks above 1: the job's shell starts its ranks with srun (the
+    SLURM executor's `mpi` resource runs that shell once in the allocation); one task as ever."""
+    ranks = tmp_path / "ranks.yaml"
+    ranks.write_text(
+        "study:\n  resources:\n    pretrain: {tasks: 2, nodes: 1, gpu: 2, threads: 3}\n"
+    )
+    result = snakemake(tmp_path, "-n", "-p", configfiles=(REPO / "config" / "smoke.yaml", ranks))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    launch = "srun --ntasks=2 --nodes=1 --cpus-per-task=3 --gpus-per-task=1 --kill-on-bad-exit=1"
+    assert f"{launch} equihand pretrain" in out
+    assert "equihand finetune" in out
+    assert not re.search(r"srun[^\n]*equihand finetune", out)
+
+    for bad, message in (
+        ("evaluate: {tasks: 2}", "only pretrain and finetune run on several ranks"),
+        ("pretrain: {tasks: 3, nodes: 2}", "tasks 3 is not a multiple of nodes 2"),
+        ("pretrain: {tasks: 2, gpu: 1}", "gpu 1 must be 0 or equal tasks 2"),
+    ):
+        ranks.write_text(f"study:\n  resources:\n    {bad}\n")
+        refused = snakemake(tmp_path, "-n", configfiles=(REPO / "config" / "smoke.yaml", ranks))
+        assert refused.returncode != 0
+        assert message in refused.stdout + refused.stderr, bad

@@ -24,5 +24,6 @@ def enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def bar(iterable=None, **kwargs):
-    return tqdm(iterable, disable=not enabled(), dynamic_ncols=True, **kwargs)
+def bar(iterable=None, *, quiet: bool = False, **kwargs):
+    """A tqdm bar, shown when `enabled` and not `quiet` (e.g. on ranks other than 0)."""
+    return tqdm(iterable, disable=quiet or not enabled(), dynamic_ncols=True, **kwargs)

@@ -21,6 +21,10 @@ geometry; z1, z2, geom1, geom2 are None otherwise) and ``masked`` (a masked view
 the pixel decoder, ``recon``). equihand.train.pretrain builds exactly the model parts and inputs
 these flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
 
+On several ranks (equihand.train.launch) the contrastive objectives score NT-Xent over the global
+batch (`global_nt_xent`): each rank's anchors against every rank's projections, with gradients
+that reach the rank that made them (equihand.methods.collectives); on one rank it is `nt_xent`.
+
 Adding an objective is one function with this signature plus one `register_objective` line in
 equihand/vocabulary.py. "none" (no pretraining) is a valid study arm but has no loss, so it is
 never registered.
@@ -37,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from equihand import vocabulary
+from equihand.methods import collectives
 from equihand.methods.mim import Reconstruction, mim_loss
 
 
@@ -74,6 +79,15 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     idx = torch.arange(b, device=z.device)
     positives = torch.cat([idx + b, idx])  # anchor i < B pairs with i + B and vice versa
     return F.cross_entropy(logits, positives)
+
+
+def global_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`nt_xent` over the global batch of a run on several ranks: every rank's projections are
+    negatives (equihand.methods.collectives.gathered_nt_xent, gradients included). With one
+    rank, or no process group, exactly `nt_xent`."""
+    if collectives.world_size() == 1:
+        return nt_xent(z1, z2, temperature)
+    return collectives.gathered_nt_xent(z1, z2, temperature)
 
 
 def undo_geometry(
@@ -148,7 +162,7 @@ def invariant(
     image_size: int,
 ) -> torch.Tensor:
     """SimCLR: NT-Xent on the projections as they are; the geometry is ignored."""
-    return nt_xent(z1, z2, temperature)
+    return global_nt_xent(z1, z2, temperature)
 
 
 def equivariant(
@@ -164,7 +178,7 @@ def equivariant(
     space (`equivariant_projection`), then NT-Xent."""
     p1 = equivariant_projection(z1, geom1.angle, geom1.shift / image_size)
     p2 = equivariant_projection(z2, geom2.angle, geom2.shift / image_size)
-    return nt_xent(p1, p2, temperature)
+    return global_nt_xent(p1, p2, temperature)
 
 
 def mim(

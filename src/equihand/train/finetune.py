@@ -32,10 +32,11 @@ from equihand.methods.backbones import load_backbone_state
 from equihand.methods.geometry import transform_points
 from equihand.methods.models import build_pose_model
 from equihand.outputs import check_folder, claim_folder
+from equihand.train import launch
 from equihand.train.batches import Labels, load_images, predict_xyz
 from equihand.train.checkpoint import load_checkpoint
 from equihand.train.loop import Loop, TrainingError, add_run_arguments, finish, fit
-from equihand.train.runtime import place, runtime_setup
+from equihand.train.runtime import place
 
 MODEL_NAME = "model.pt"
 # The validation metric that picks the kept epoch: PA-EPE, the study's headline measure. The
@@ -107,7 +108,7 @@ def finetune(
     size = images.shape[1]
     labels = Labels(data)
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
-    device = runtime_setup(config)
+    device = launch.setup(config)  # and the process group, on several ranks
     channels_last = config["train"]["channels_last"]
     aug = aug_cfg if augments(cfg, len(rows)) else None
 
@@ -151,8 +152,10 @@ def finetune(
             * metrics.CM_PER_M,
         }
 
-    out_dir = claim_folder(out_dir, "finetune", force=force)
-    write_resolved(config, out_dir / "config.yaml")
+    if launch.is_main():
+        out_dir = claim_folder(out_dir, "finetune", force=force)
+        write_resolved(config, out_dir / "config.yaml")
+    launch.barrier()  # the run folder is claimed before a rank looks for resume.pt
     loop = Loop(
         "finetune", config, cfg, cfg["seed"], len(rows), out_dir, step_loss, evaluate, SELECT_ON
     )
@@ -190,5 +193,9 @@ def run(args, config: dict) -> None:
     validate(config, "(command line)")
     check_folder(args.out, "finetune", force=args.force)  # before the work
     pretrained = None if args.pretrained == "none" else Path(args.pretrained)
-    path = finetune(Path(args.data), Path(args.out), config, pretrained, force=args.force)
-    print(f"finetuned {config['model']['backbone']} ({args.pretrained}) -> {path}")
+    try:
+        path = finetune(Path(args.data), Path(args.out), config, pretrained, force=args.force)
+        if launch.is_main():
+            print(f"finetuned {config['model']['backbone']} ({args.pretrained}) -> {path}")
+    finally:
+        launch.teardown()

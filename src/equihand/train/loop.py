@@ -2,14 +2,21 @@
 references: a short loop (`fit`) that owns the optimiser, the schedule, checkpoints and metrics,
 and calls back into the step-specific loss. Its pieces are small functions: `schedule` (how many
 steps), `resume` / `save_resume` (the resumable checkpoint), `SigtermFlag` (stop after a safe
-checkpoint), `BatchOrder` (which samples each micro-batch reads), `optimiser_step` (micro-batches,
-prefetch, one optimiser step) and `log_row` (metrics.csv and selection on validation).
+checkpoint), `optimiser_step` (micro-batches, prefetch, one optimiser step) and `log_row`
+(metrics.csv and selection on validation); equihand.train.order says which samples each
+micro-batch reads.
+
+On several ranks (equihand.train.launch) the same loop runs on each: the model trains through
+DistributedDataParallel, each rank reads its share of every micro-batch, the logged loss is the
+mean over ranks, SIGTERM on any rank stops all of them at the same step, and rank 0 alone writes
+resume.pt, metrics.csv and the final checkpoint. On one rank none of this happens.
 
 Determinism and resuming: the data order of epoch e is a permutation seeded by (seed, e), and the
-global torch RNG is reseeded from (seed, step) before every optimiser step, so augmentation draws
-depend only on the step. A run restarted from its resumable checkpoint (`resume.pt`, written every
-`checkpoint_every` steps and on SIGTERM) therefore continues exactly where it stopped: on the CPU
-its final weights are bitwise equal to an uninterrupted run's.
+global torch RNG is reseeded from (seed, step) before every optimiser step (and rank r > 0 from
+(seed, step, r)), so augmentation draws depend only on the step. A run restarted from its
+resumable checkpoint (`resume.pt`, written every `checkpoint_every` steps and on SIGTERM)
+therefore continues exactly where it stopped: on the CPU its final weights are bitwise equal to
+an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ from torch import nn
 from equihand import progress
 from equihand.errors import UserError
 from equihand.io import atomic_write_csv
+from equihand.methods.collectives import mean_over_ranks, rank, world_size
+from equihand.train import launch
 from equihand.train.checkpoint import load_checkpoint, save_checkpoint
 from equihand.train.optim import build_optimizer, build_scheduler
+from equihand.train.order import BatchOrder, step_seed
 from equihand.train.runtime import autocast
 
 RESUME_NAME = "resume.pt"
@@ -55,15 +65,6 @@ def add_run_arguments(parser) -> None:
     parser.add_argument(
         "--out", required=True, help="run folder: model.pt, metrics.csv, config.yaml"
     )
-
-
-def step_seed(seed: int, step: int) -> int:
-    """The torch seed of optimiser step `step` of a run with seed `seed`."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, 1_000_003, epoch]).permutation(n)
 
 
 @dataclass
@@ -124,6 +125,7 @@ class State:
 def schedule(loop: Loop) -> tuple[int, int]:
     """(optimiser steps per epoch, total steps) of `loop`; TrainingError when an epoch is empty."""
     cfg = loop.loop_cfg
+    launch.check_batch(loop.kind, cfg["batch_size"])
     per_step = cfg["batch_size"] * cfg["accumulate"]
     steps_per_epoch = loop.n_items // per_step
     if steps_per_epoch == 0:
@@ -150,6 +152,12 @@ def resume(loop: Loop, state: State) -> None:
                 f"{path} was written with a different '{key}' config; delete it to "
                 "start over or restore the config it was made with"
             )
+    ranks = saved["extra"].get("world_size", 1)
+    if ranks != world_size():
+        raise TrainingError(
+            f"{path} was written by a run on {ranks} rank(s); this one has {world_size()}: "
+            f"relaunch it on {ranks} or delete {path} to start over"
+        )
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
@@ -161,7 +169,9 @@ def resume(loop: Loop, state: State) -> None:
 
 def save_resume(loop: Loop, state: State, step: int) -> None:
     """Write `out_dir/resume.pt`: the run as it stands before optimiser step `step`."""
-    extra = {"history": state.history.to_dict()}
+    if not launch.is_main():
+        return
+    extra = {"history": state.history.to_dict(), "world_size": world_size()}
     if state.best_model is not None:
         extra["best_model"] = state.best_model
     save_checkpoint(
@@ -197,36 +207,18 @@ class SigtermFlag:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-class BatchOrder:
-    """Which samples each micro-batch reads: epoch e visits the `n_items` samples in a
-    permutation seeded by (seed, e), `batch_size` at a time, `accumulate` per optimiser step."""
-
-    def __init__(self, loop: Loop, steps_per_epoch: int) -> None:
-        self.seed, self.n_items = loop.seed, loop.n_items
-        self.batch_size, self.accumulate = loop.loop_cfg["batch_size"], loop.loop_cfg["accumulate"]
-        self.steps_per_epoch = steps_per_epoch
-        self.orders: dict[int, np.ndarray] = {}
-
-    def positions(self, step: int, micro: int) -> np.ndarray:
-        """Sorted sample positions of micro-batch `micro` of optimiser step `step`."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch not in self.orders:  # positions are asked for in order: drop earlier epochs
-            for done in [e for e in self.orders if e < epoch]:
-                del self.orders[done]
-            self.orders[epoch] = epoch_order(self.seed, epoch, self.n_items)
-        first = (within * self.accumulate + micro) * self.batch_size
-        return np.sort(self.orders[epoch][first : first + self.batch_size])
-
-    def following(self, step: int, micro: int) -> tuple[int, int]:
-        """(step, micro) of the micro-batch after `micro` of `step`."""
-        return (step, micro + 1) if micro + 1 < self.accumulate else (step + 1, 0)
-
-
 def optimiser_step(
-    loop: Loop, state: State, order: BatchOrder, step: int, total: int, device: torch.device
+    loop: Loop,
+    state: State,
+    net: nn.Module,
+    order: BatchOrder,
+    step: int,
+    total: int,
+    device: torch.device,
 ) -> tuple[float, int]:
     """One optimiser step over `accumulate` micro-batches (each announced to `loop.prefetch`
-    while the one before it runs); returns (mean loss, images seen)."""
+    while the one before it runs) through `net` (the model, or its DDP wrapper); returns (mean
+    loss over ranks, images seen by all ranks)."""
     accumulate = loop.loop_cfg["accumulate"]
     step_loss, step_images = 0.0, 0
     for micro in range(accumulate):
@@ -235,17 +227,19 @@ def optimiser_step(
             following = order.following(step, micro)
             if following[0] < total:
                 loop.prefetch(order.positions(*following))
-        with autocast(device, loop.config["train"]):
-            loss, n_images = loop.step_loss(state.model, positions)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"{loop.kind}: loss is {loss.item()} at step {step} "
-                f"(epoch {step // order.steps_per_epoch}); "
-                "lower the learning rate or check the data"
-            )
-        (loss / accumulate).backward()
-        step_loss += loss.item() / accumulate
-        step_images += n_images
+        with launch.accumulating(net, last=micro == accumulate - 1):
+            with autocast(device, loop.config["train"]):
+                loss, n_images = loop.step_loss(net, positions)
+            value = mean_over_ranks(loss.detach())  # so that every rank stops on a bad loss
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"{loop.kind}: loss is {value.item()} at step {step} "
+                    f"(epoch {step // order.steps_per_epoch}); "
+                    "lower the learning rate or check the data"
+                )
+            (loss / accumulate).backward()
+        step_loss += value.item() / accumulate
+        step_images += n_images * world_size()
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.scheduler.step()
@@ -285,7 +279,8 @@ def log_row(loop: Loop, state: State, step: int, epoch: int) -> None:
     history.rows.append(row)
     history.loss_sum, history.loss_count = 0.0, 0
     history.images, history.seconds = 0, 0.0
-    _write_metrics(loop.out_dir / METRICS_NAME, history.rows)
+    if launch.is_main():
+        _write_metrics(loop.out_dir / METRICS_NAME, history.rows)
 
 
 def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, History]:
@@ -296,22 +291,26 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
     """
     cfg = loop.loop_cfg
     steps_per_epoch, total = schedule(loop)
+    net = launch.wrap(model, device, loop.config)  # model itself on one rank
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, total, round(cfg["warmup_epochs"] * steps_per_epoch))
     state = State(model, optimizer, scheduler)
     loop.out_dir.mkdir(parents=True, exist_ok=True)
     resume(loop, state)
-    order = BatchOrder(loop, steps_per_epoch)
+    me, main = rank(), launch.is_main()
+    order = BatchOrder(loop.seed, loop.n_items, cfg, steps_per_epoch, me, world_size())
     history = state.history
     with (
         SigtermFlag() as sigterm,
-        progress.bar(total=total, initial=state.step, desc=loop.kind, unit="step") as bar,
+        progress.bar(
+            total=total, initial=state.step, desc=loop.kind, unit="step", quiet=not main
+        ) as bar,
     ):
         model.train()
         for step in range(state.step, total):
-            torch.manual_seed(step_seed(loop.seed, step))  # augmentation draws depend on the step
+            torch.manual_seed(step_seed(loop.seed, step, me))  # draws depend on the step
             tic = time.perf_counter()
-            loss, images = optimiser_step(loop, state, order, step, total, device)
+            loss, images = optimiser_step(loop, state, net, order, step, total, device)
             history.seconds += time.perf_counter() - tic
             history.loss_sum += loss
             history.loss_count += 1
@@ -320,9 +319,11 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{history.images / history.seconds:.0f}")
             if log_due(cfg, step, steps_per_epoch, total):
                 log_row(loop, state, step, step // steps_per_epoch)
-            if sigterm.requested or (step + 1) % cfg["checkpoint_every"] == 0:
+            stop = launch.any_rank(sigterm.requested)  # all ranks stop at the same step
+            if stop or (step + 1) % cfg["checkpoint_every"] == 0:
                 save_resume(loop, state, step + 1)
-                if sigterm.requested:
+                if stop:
+                    launch.barrier()  # rank 0 has written resume.pt
                     raise Preempted()
     if loop.select and state.best_model is not None:
         model.load_state_dict(state.best_model)
@@ -330,7 +331,9 @@ def fit(loop: Loop, model: nn.Module, device: torch.device) -> tuple[nn.Module, 
 
 
 def finish(loop: Loop, model: nn.Module, history: History, path: Path, extra: dict) -> Path:
-    """Write the final checkpoint and remove the resumable one."""
+    """Write the final checkpoint and remove the resumable one (rank 0 only)."""
+    if not launch.is_main():
+        return path
     save_checkpoint(
         path,
         {

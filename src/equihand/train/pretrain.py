@@ -24,9 +24,10 @@ from equihand.errors import DataError, UserError
 from equihand.methods import augment, mim, objectives
 from equihand.methods.models import build_contrastive_model, build_masked_model
 from equihand.outputs import check_folder, claim_folder
+from equihand.train import launch
 from equihand.train.batches import load_images
 from equihand.train.loop import Loop, add_run_arguments, finish, fit
-from equihand.train.runtime import place, runtime_setup
+from equihand.train.runtime import place
 
 MODEL_NAME = "model.pt"
 
@@ -128,7 +129,7 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict, *, force: bool = Fals
     swap_p = cfg["background_swap_p"]
     parts = foreground_reader(data, cache_dir) if swap_p > 0 else None
     aug_cfg = augment.AugmentConfig.from_config(config["augment"])
-    device = runtime_setup(config)
+    device = launch.setup(config)  # and the process group, on several ranks
     channels_last = config["train"]["channels_last"]
 
     if spec.masked:
@@ -156,8 +157,10 @@ def pretrain(cache_dir: Path, out_dir: Path, config: dict, *, force: bool = Fals
             )
         return loss, passes * len(positions)
 
-    out_dir = claim_folder(out_dir, "pretrain", force=force)
-    write_resolved(config, out_dir / "config.yaml")
+    if launch.is_main():
+        out_dir = claim_folder(out_dir, "pretrain", force=force)
+        write_resolved(config, out_dir / "config.yaml")
+    launch.barrier()  # the run folder is claimed before a rank looks for resume.pt
     loop = Loop("pretrain", config, cfg, cfg["seed"], len(pool), out_dir, step_loss)
     loop.prefetch = lambda positions: images.prefetch(pool[positions])
     try:
@@ -187,7 +190,10 @@ def run(args, config: dict) -> None:
         config["pretrain"]["seed"] = args.seed
     validate(config, "(command line)")
     check_folder(args.out, "pretrain", force=args.force)  # before the work
-    path = pretrain(Path(args.data), Path(args.out), config, force=args.force)
-    print(
-        f"pretrained {config['model']['backbone']} with {config['pretrain']['objective']} -> {path}"
-    )
+    try:
+        path = pretrain(Path(args.data), Path(args.out), config, force=args.force)
+        if launch.is_main():
+            model, objective = config["model"]["backbone"], config["pretrain"]["objective"]
+            print(f"pretrained {model} with {objective} -> {path}")
+    finally:
+        launch.teardown()
