@@ -51,13 +51,7 @@ def overrides(args, threads: int, device: str) -> list[str]:
 
 
 def _rank(rank: int, world: int, port: int, cache: Path, out: Path, settings: list[str]) -> None:
-    os.environ |= {
-        "RANK": str(rank),
-        "WORLD_SIZE": str(world),
-        "LOCAL_RANK": str(rank),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }
+    os.environ |= launch.local_env(rank, world, port)
     try:
         pretrain(cache, out, load_config(None, settings))
     finally:

@@ -216,13 +216,7 @@ SAME_VIEWS = [
 
 
 def _pretrain_rank(rank: int, world: int, port: int, cache: Path, out: Path, extra) -> None:
-    os.environ |= {
-        "RANK": str(rank),
-        "WORLD_SIZE": str(world),
-        "LOCAL_RANK": str(rank),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }
+    os.environ |= launch.local_env(rank, world, port)
     try:
         pretrain(cache, out, tiny_config(*SAME_VIEWS, *extra))
     finally:

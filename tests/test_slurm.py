@@ -297,6 +297,46 @@ def test_rerun_under_slurm_has_nothing_to_do(cluster, slurm_run):
 # -- preemption ----------------------------------------------------------------------------------
 
 
+def cancel_after_a_checkpoint(cluster, workdir, configs, target, comment, output: Path):
+    """Build `target` (a training job's model.pt) under `snakemake --profile slurm`, scancel its
+    job (SIGTERM, as on preemption) once resume.pt exists, and wait for Snakemake to retry it to
+    the end. Checks the two attempts (CANCELLED, then COMPLETED) and the restart; returns the
+    resume.pt seen before the cancel, the job log then, the cancelled job id, Snakemake's output
+    and the attempts."""
+    run_dir = workdir / Path(target).parent
+    log = workdir / "logs" / "pretrain" / f"{run_dir.name}.log"
+    proc = snakemake_slurm(cluster, workdir, configs, target, popen=output)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "resume.pt").exists():
+            assert proc.poll() is None, output.read_text()[-4000:]
+            assert time.monotonic() < deadline, "no resume.pt after 300 s"
+            time.sleep(0.2)
+        resumable = load_checkpoint(run_dir / "resume.pt")
+        first_log = log.read_text()
+        (running,) = [
+            j for j in cluster.jobs() if j["Comment"] == comment and j["JobState"] == "RUNNING"
+        ]
+        cluster.run("scancel", running["JobId"])
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = output.read_text()
+    assert proc.returncode == 0, out[-6000:]
+    attempts = [j for j in cluster.jobs() if j["Comment"] == comment]
+    assert [j["JobState"] for j in attempts] == ["CANCELLED", "COMPLETED"], attempts
+    assert "Trying to restart job" in out, out[-4000:]
+    return SimpleNamespace(
+        resumable=resumable,
+        first_log=first_log,
+        cancelled=running["JobId"],
+        output=out,
+        attempts=attempts,
+    )
+
+
 def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(
     cluster, slurm_run, tmp_path
 ):
@@ -318,32 +358,13 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(
     target = "results/pretrain/invariant_resnet18_s7/model.pt"  # relative to the workdir
     run_dir = slurm_run.workdir / Path(target).parent
     configs = (SMOKE, slurm_run.config, longer)
-    output = tmp_path / "snakemake.out"
-    proc = snakemake_slurm(cluster, slurm_run.workdir, configs, target, popen=output)
     comment = "rule_pretrain_wildcards_invariant_resnet18_7"
-    try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "resume.pt").exists():
-            assert proc.poll() is None, output.read_text()[-4000:]
-            assert time.monotonic() < deadline, "no resume.pt after 300 s"
-            time.sleep(0.2)
-        saved = load_checkpoint(run_dir / "resume.pt")["step"]
-        assert 0 < saved < steps
-        (running,) = [
-            j for j in cluster.jobs() if j["Comment"] == comment and j["JobState"] == "RUNNING"
-        ]
-        cluster.run("scancel", running["JobId"])
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = output.read_text()
-    assert proc.returncode == 0, out[-6000:]
-    attempts = [j for j in cluster.jobs() if j["Comment"] == comment]
-    assert [j["JobState"] for j in attempts] == ["CANCELLED", "COMPLETED"], attempts
-    assert attempts[0]["JobId"] == running["JobId"]
-    assert "Trying to restart job" in out, out[-4000:]
+    run = cancel_after_a_checkpoint(
+        cluster, slurm_run.workdir, configs, target, comment, tmp_path / "snakemake.out"
+    )
+    saved = run.resumable["step"]
+    assert 0 < saved < steps
+    assert run.attempts[0]["JobId"] == run.cancelled
     # the second attempt's progress bar starts where the first one's resume.pt left off
     log = (slurm_run.workdir / "logs" / "pretrain" / "invariant_resnet18_s7.log").read_text()
     started = int(re.search(rf"(\d+)/{steps}\b", log).group(1))
@@ -380,35 +401,14 @@ def test_a_two_task_training_job_runs_two_ranks_and_resumes_on_two_after_a_cance
     run_dir = slurm_run.workdir / Path(target).parent
     log_path = slurm_run.workdir / "logs" / "pretrain" / "invariant_resnet18_s8.log"
     configs = (SMOKE, slurm_run.config, ranked)
-    output = tmp_path / "snakemake.out"
-    proc = snakemake_slurm(cluster, slurm_run.workdir, configs, target, popen=output)
     comment = "rule_pretrain_wildcards_invariant_resnet18_8"
-    try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "resume.pt").exists():
-            assert proc.poll() is None, output.read_text()[-4000:]
-            assert time.monotonic() < deadline, "no resume.pt after 300 s"
-            time.sleep(0.2)
-        resumable = load_checkpoint(run_dir / "resume.pt")
-        saved = resumable["step"]
-        assert 0 < saved < steps
-        assert resumable["extra"]["world_size"] == 2
-        first_log = log_path.read_text()
-        (running,) = [
-            j for j in cluster.jobs() if j["Comment"] == comment and j["JobState"] == "RUNNING"
-        ]
-        cluster.run("scancel", running["JobId"])
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = output.read_text()
-    assert proc.returncode == 0, out[-6000:]
-    attempts = [j for j in cluster.jobs() if j["Comment"] == comment]
-    assert [j["JobState"] for j in attempts] == ["CANCELLED", "COMPLETED"], attempts
+    run = cancel_after_a_checkpoint(
+        cluster, slurm_run.workdir, configs, target, comment, tmp_path / "snakemake.out"
+    )
+    saved, attempts, first_log = run.resumable["step"], run.attempts, run.first_log
+    assert 0 < saved < steps
+    assert run.resumable["extra"]["world_size"] == 2
     assert all(j["NumTasks"] == "2" for j in attempts), attempts
-    assert "Trying to restart job" in out, out[-4000:]
     log = log_path.read_text()
     for text in (first_log, log):  # both attempts ran 2 ranks, each logging its rank
         assert len(re.findall(r"equihand: rank 0 of 2 on ", text)) == 1, text[-3000:]

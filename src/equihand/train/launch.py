@@ -107,6 +107,19 @@ def ranks_from_env(env: Mapping[str, str] = os.environ, resolve=first_host) -> R
     return Ranks(rank, world, local, addr, port)
 
 
+def local_env(rank: int, world: int, port: int) -> dict[str, str]:
+    """torchrun's variables for rank `rank` of `world` ranks on this machine (rendezvous on
+    127.0.0.1:`port`): what a process started without torchrun (torch.multiprocessing) sets in
+    its environment before `setup` to join the others."""
+    return {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world),
+        "LOCAL_RANK": str(rank),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+
+
 def setup(config: dict, env: Mapping[str, str] = os.environ) -> torch.device:
     """`runtime_setup`, then, on W > 1 ranks, the process group (once per process); returns
     this rank's device."""
