@@ -6,6 +6,7 @@ No timing is asserted here: targets live in the suite's output (bench/README.md)
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -199,3 +200,27 @@ def test_ddp_bench_times_one_process_and_two_ranks(cache, tmp_path):
             float(row["steps_per_s"]) * 2 * 8, rel=1e-2
         )
     assert "steps_per_s" in done.stdout
+
+
+def test_compare_studies_pairs_runs_by_name(tmp_path):
+    def study(name: str, epe: list[float]) -> Path:
+        for seed, value in enumerate(epe):
+            run = tmp_path / name / "evaluate" / f"none_resnet18_f1.0_s{seed}"
+            run.mkdir(parents=True)
+            metrics = {"objective": "none", "label_fraction": 1.0, "epe_cm": value}
+            metrics |= {"auc": 0.1, "pa_epe_cm": 2.0}
+            (run / "metrics.json").write_text(json.dumps(metrics))
+        return tmp_path / name
+
+    off, on = study("off", [100.0, 300.0]), study("on", [8.0, 9.0])
+    (on / "evaluate" / "none_resnet18_f1.0_s5").mkdir()  # not in both: left out
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "compare_studies.py"), str(off), str(on), "--names", "off",
+         "on", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = _read(tmp_path / "compare_studies.csv")
+    assert row["seeds"] == "2"
+    assert row["EPE (cm) on - off"] == "-192 (-291 to -92)"
+    assert row["AUC on - off"] == "+0 (+0 to +0)"
