@@ -224,3 +224,21 @@ def test_compare_studies_pairs_runs_by_name(tmp_path):
     assert row["seeds"] == "2"
     assert row["EPE (cm) on - off"] == "-192 (-291 to -92)"
     assert row["AUC on - off"] == "+0 (+0 to +0)"
+
+
+def test_calibration_bench_shows_the_old_bootstrap_overclaiming(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "calibration.py"), "--studies", "200", "--seeds", "3",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = _read(tmp_path / "calibration.csv")
+    assert row["seeds"] == "3" and row["studies"] == "200"
+    assert (
+        float(row["t+Holm: family-wise"])
+        < 0.1
+        < 0.2
+        < float(row["old bootstrap: max per comparison"])
+    )
+    assert 0.7 < float(row["found at that MDE"]) <= 1.0

@@ -300,10 +300,10 @@ def claim_texts(table) -> dict[str, str]:
     return dict(zip(CLAIMS, claim_sentences(table), strict=True))
 
 
-REP = {"bootstrap_samples": 2000, "confidence": 0.95, "seed": 0}
+REP = {"alpha": 0.05, "power": 0.8, "max_seeds": 200}
 
 
-def test_claims_are_paired_by_seed_with_a_bootstrap_ci(tmp_path):
+def test_claims_are_paired_by_seed_and_holm_corrected(tmp_path):
     rows = []
     for s, shift in enumerate([0.00, 0.01, 0.02]):
         rows += _run_rows("supervised", s, {"gesture": (0.60 + shift, 0.3), "part": (0.40, 0.2)})
@@ -314,10 +314,11 @@ def test_claims_are_paired_by_seed_with_a_bootstrap_ci(tmp_path):
     runs = load_probe_runs([_write_runs(tmp_path, rows)])
     table = claims(runs, REP).set_index(["claim", "task"])
     sup = table.loc[("supervised_object", "gesture")]
-    # paired by seed, the differences are all 0.10: the CI is the point itself
+    # paired by seed, the differences are all 0.10: the interval is the point itself, p is 0
     assert sup["diff"] == pytest.approx(0.10) and sup["n_seeds"] == 3
     assert sup["ci_low"] == pytest.approx(0.10) and sup["ci_high"] == pytest.approx(0.10)
-    assert sup["verdict"] == "supports"
+    assert sup["verdict"] == "supports" and sup["p_holm"] < 1e-9 and sup["p_perm"] == 0.25
+    assert (table["family_size"] == len(table)).all() and not table["perm_can_reject"].any()
     assert table.loc[("ssl_part", "part"), "diff"] == pytest.approx(0.05)
     assert table.loc[("backbone_part", "part"), "diff"] == pytest.approx(0.2)  # mAP .3 vs .1
     assert not (table.index.get_level_values("claim") == "cl_mim_part").any()
@@ -383,7 +384,7 @@ def test_a_sign_flip_across_seeds_is_within_seed_noise(tmp_path):
     runs = load_probe_runs([_write_runs(tmp_path, rows)])
     row = claims(runs, REP).iloc[0]
     assert row["claim"] == "ssl_part" and row["ci_low"] < 0 < row["ci_high"]
-    assert row["verdict"] == "within seed noise"
+    assert row["verdict"] == "cannot tell"
     sentences = claim_texts(claims(runs, REP))
     assert "cannot be told from seed noise" in sentences["ssl_part"]
 
@@ -392,21 +393,21 @@ def test_one_seed_has_no_ci_and_says_a_ci_needs_two_seeds(tmp_path):
     rows = []
     for enc, part in [("supervised", 0.40), ("mim", 0.45), ("invariant", 0.50)]:
         rows += _run_rows(enc, 0, {"part": (part, 0.2)})
-    rows += _run_rows("invariant", 1, {"part": (0.55, 0.2)})
+    rows += _run_rows("invariant", 1, {"part": (0.50, 0.2)})
     rows += _run_rows("supervised", 1, {"part": (0.40, 0.2)})
     runs = load_probe_runs([_write_runs(tmp_path, rows)])
     table = claims(runs, REP).set_index(["claim", "a"])
     one = table.loc[("ssl_part", "mim")]
-    assert one["n_seeds"] == 1 and one["verdict"] == "no CI" and math.isnan(one["ci_low"])
+    assert one["n_seeds"] == 1 and one["verdict"] == "no test" and math.isnan(one["ci_low"])
     assert table.loc[("ssl_part", "invariant"), "verdict"] == "supports"
     sentence = claim_texts(table.reset_index())["ssl_part"]
     assert "nan" not in sentence and "every CI contains 0" not in sentence
-    assert "1 of the 2 have one seed, so no CI" in sentence
-    assert "mim vs supervised on part top-1 +0.050 (one seed, no CI)" in sentence
+    assert "1 of the 2 have one seed, so no test" in sentence
+    assert "mim vs supervised on part top-1 +0.050 (one seed, no test)" in sentence
 
     single = claims(runs[runs["seed"] == 0], REP)
     sentence = claim_texts(single)["ssl_part"]
-    assert "**cannot be tested here**: a CI needs at least 2 seeds" in sentence
+    assert "**cannot be tested here**: a test needs at least 2 seeds" in sentence
     assert "nan" not in sentence and "every CI contains 0" not in sentence
 
 

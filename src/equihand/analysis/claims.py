@@ -2,12 +2,13 @@
 (equihand.analysis.stats.paired) of the encoders' probe scores, and the sentence that sums up
 each claim.
 
-The claims of Zhu et al. tested here, each as paired differences over seeds with a percentile
-bootstrap CI (equihand.analysis.stats; `report.*` settings), after a sanity check (0: e - random,
-top-1 of gesture, part and finger, for every trained encoder e) and the pose-sensitive checks the
-default study needs (P: e - random on orientation top-1 and pose2d R^2, for every trained encoder
-e; E: equivariant - invariant, and equivariant+mim - invariant+mim, on the same two, which tests
-PeCLR's argument that invariance to rotation discards the orientation that equivariance keeps):
+The claims of Zhu et al. tested here, each as paired differences over seeds (paired t-test,
+t-interval, exact permutation p-value; equihand.analysis.stats; `report.*` settings), after a
+sanity check (0: e - random, top-1 of gesture, part and finger, for every trained encoder e) and
+the pose-sensitive checks the default study needs (P: e - random on orientation top-1 and pose2d
+R^2, for every trained encoder e; E: equivariant - invariant, and equivariant+mim -
+invariant+mim, on the same two, which tests PeCLR's argument that invariance to rotation
+discards the orientation that equivariance keeps):
 
 1. object level, supervised is best: supervised - e, gesture (and orientation) top-1, for every
    other encoder e;
@@ -17,16 +18,18 @@ PeCLR's argument that invariance to rotation discards the orientation that equiv
 4. part level, the backbone beats the projector: backbone - projector, part and finger retrieval
    mAP, for every encoder with a projection head.
 
-A comparison supports a claim when its CI lies entirely on the predicted side of 0, contradicts it
-when it lies entirely on the other side, and is within seed noise otherwise; over one seed it has
-no CI (a CI needs at least two) and says nothing either way.
+All the comparisons of one part-aware table form one family: their paired t-tests
+(equihand.analysis.stats) are Holm-corrected together at `report.alpha`. A comparison supports a
+claim when its corrected test rejects and the difference lies on the predicted side of 0,
+contradicts it when the test rejects on the other side, and otherwise the study cannot tell; over
+one seed it has no test and says nothing either way.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from equihand.analysis.stats import MIN_SEEDS_FOR_CI, bootstrap_settings, paired
+from equihand.analysis.stats import MIN_SEEDS_FOR_TEST, judge, paired, permutation_min_seeds
 from equihand.probe.sets import OBJECT_TASKS, PART_TASKS
 from equihand.vocabulary import (
     RANDOM_ENCODER,
@@ -36,7 +39,6 @@ from equihand.vocabulary import (
     rank,
 )
 
-# the pose-sensitive frozen checks: (task, metric)
 # the pose-sensitive frozen checks: (task, metric)
 POSE_CHECKS = (("orientation", "test_top1"), ("pose2d", "test_r2"))
 
@@ -61,40 +63,61 @@ CLAIMS = {
 }
 
 
-NO_CI = "no CI"  # the verdict of a comparison over one seed
+_EMPTY = pd.DataFrame(columns=["test_top1", "test_r2", "map"], dtype=float)
+NO_CI = "no test"  # the verdict of a comparison over one seed
+CANNOT_TELL = "cannot tell"
 
 
 CLAIM_COLUMNS = (
-    "claim backbone task metric a b feature n_seeds mean_a mean_b diff confidence ci_low ci_high "
-    "verdict"
+    "claim backbone task metric a b feature n_seeds mean_a mean_b diff sd_diff confidence ci_low "
+    "ci_high p_t p_perm perm_can_reject family_size p_holm mde verdict"
 ).split()
 
 
 def claim_row(runs, claim, backbone, task, metric, a, b, feature_a, feature_b, rep) -> dict | None:
-    """metric(a) - metric(b) paired by seed (equihand.analysis.stats.paired); None when either side
-    is missing. The verdict says which side of 0 the CI lies on; without a CI (one seed), none."""
+    """metric(a) - metric(b) paired by seed (equihand.analysis.stats.paired), before the family's
+    correction; None when either side is missing. `runs`: (encoder, feature, task, backbone) ->
+    that probe's rows indexed by seed."""
 
     def values(enc, feat):
-        sel = runs[(runs["encoder"] == enc) & (runs["feature"] == feat) & (runs["task"] == task)]
-        return sel[sel["backbone"] == backbone].set_index("seed")[metric]
+        return runs.get((enc, feat, task, backbone), _EMPTY)[metric]
 
-    p = paired(values(a, feature_a), values(b, feature_b), **bootstrap_settings(rep))
+    p = paired(values(a, feature_a), values(b, feature_b), confidence=1 - rep["alpha"])
     if not p.seeds:
         return None
-    lo, hi = p.ci_low, p.ci_high
-    verdict = (
-        NO_CI if not p.has_ci
-        else "supports" if lo > 0
-        else "contradicts" if hi < 0
-        else "within seed noise"
-    )  # fmt: skip
     feature = feature_a if feature_a == feature_b else f"{feature_a} - {feature_b}"
     return {
         "claim": claim, "backbone": backbone, "task": task, "metric": metric, "a": a, "b": b,
-        "feature": feature, "n_seeds": len(p.seeds), "mean_a": float(p.x.mean()),
-        "mean_b": float(p.y.mean()), "diff": float(p.diff.mean()),
-        "confidence": rep["confidence"], "ci_low": lo, "ci_high": hi, "verdict": verdict,
+        "feature": feature, "n_seeds": p.n, "mean_a": float(p.x.mean()),
+        "mean_b": float(p.y.mean()), "diff": p.mean, "sd_diff": p.sd,
+        "confidence": p.confidence, "ci_low": p.ci_low, "ci_high": p.ci_high, "p_t": p.p_t,
+        "p_perm": p.p_perm, "perm_can_reject": p.n >= permutation_min_seeds(rep["alpha"]),
     }  # fmt: skip
+
+
+def correct(table: pd.DataFrame, rep: dict) -> pd.DataFrame:
+    """Holm-correct every comparison of `table` as one family; the verdicts and each one's
+    minimum detectable effect (at Holm's first-step level, equihand.analysis.stats.judge)."""
+    table = table.copy()
+    tests = [_Test(r) for r in table.itertuples()]
+    judged = judge(tests, [0.0] * len(tests), rep | {"max_seeds": MIN_SEEDS_FOR_TEST})
+    table["family_size"] = [j.family_size for j in judged]
+    table["p_holm"] = [j.p_holm for j in judged]
+    table["mde"] = [j.mde for j in judged]
+    rejected = pd.Series([j.rejected for j in judged], index=table.index, dtype=bool)
+    table["verdict"] = CANNOT_TELL
+    table.loc[rejected & (table["diff"] > 0), "verdict"] = "supports"
+    table.loc[rejected & (table["diff"] < 0), "verdict"] = "contradicts"
+    table.loc[table["n_seeds"] < MIN_SEEDS_FOR_TEST, "verdict"] = NO_CI
+    return table
+
+
+class _Test:
+    """A claims row read as the fields `judge` uses."""
+
+    def __init__(self, r):
+        self.p_t, self.sd, self.n = r.p_t, r.sd_diff, r.n_seeds
+        self.has_test = r.n_seeds >= MIN_SEEDS_FOR_TEST
 
 
 def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
@@ -104,12 +127,16 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
         set(runs.loc[runs["feature"] == "projector", "encoder"]), key=_encoder_key
     )
     tasks = set(runs["task"])
+    by_probe = {
+        key: g.set_index("seed")
+        for key, g in runs.groupby(["encoder", "feature", "task", "backbone"])
+    }
     rows = []
     for backbone in sorted(set(runs["backbone"])):
 
         def add(claim, task, metric, a, b, fa="backbone", fb="backbone", backbone=backbone):
             if task in tasks and {a, b} <= present:
-                row = claim_row(runs, claim, backbone, task, metric, a, b, fa, fb, rep)
+                row = claim_row(by_probe, claim, backbone, task, metric, a, b, fa, fb, rep)
                 if row is not None:
                     rows.append(row)
 
@@ -132,7 +159,7 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
                 add("cl_mim_part", task, "test_top1", e, "mim")
             for e in has_projector:
                 add("backbone_part", task, "map", e, e, "backbone", "projector")
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    return correct(pd.DataFrame(rows, columns=CLAIM_COLUMNS), rep)
 
 
 def _encoder_key(name: str) -> tuple[int, str]:
@@ -152,15 +179,21 @@ def claim_sentences(table: pd.DataFrame) -> list[str]:
         against = int((rows["verdict"] == "contradicts").sum())
         if no_ci == n:
             verdict = (
-                f"**cannot be tested here**: a CI needs at least {MIN_SEEDS_FOR_CI} seeds, and "
-                "every comparison has one"
+                f"**cannot be tested here**: a test needs at least {MIN_SEEDS_FOR_TEST} seeds, "
+                "and every comparison has one"
             )
         elif k == n - no_ci:
-            verdict = "**holds here**: every comparison's CI lies on the predicted side of 0"
+            verdict = (
+                "**holds here**: every comparison's corrected test rejects on the predicted side"
+            )
         elif against == n - no_ci:
-            verdict = "**is reversed here**: every comparison's CI lies on the other side of 0"
+            verdict = (
+                "**is reversed here**: every comparison's corrected test rejects the other way"
+            )
         elif k == 0 and against == 0:
-            verdict = "**cannot be told from seed noise here**: every CI contains 0"
+            verdict = (
+                "**cannot be told from seed noise here**: no comparison's corrected test rejects"
+            )
         elif k == 0:
             verdict = (
                 f"**is not supported here**: none of the {n} comparisons supports it and "
@@ -172,7 +205,7 @@ def claim_sentences(table: pd.DataFrame) -> list[str]:
                 "contradict it"
             )
         if 0 < no_ci < n:
-            verdict += f"; {no_ci} of the {n} have one seed, so no CI"
+            verdict += f"; {no_ci} of the {n} have one seed, so no test"
         worst = rows.loc[rows["diff"].idxmin()]
         out.append(
             f"*{_sentence_case(text)}* {verdict} (the {n} comparisons: "
@@ -190,9 +223,9 @@ def _describe(r) -> str:
     get = r.get if isinstance(r, pd.Series) else lambda k: getattr(r, k)
     what = f"{get('a')} vs {get('b')}" if get("a") != get("b") else get("a")
     ci = (
-        f"[{get('ci_low'):+.3f}, {get('ci_high'):+.3f}]"
-        if get("n_seeds") >= MIN_SEEDS_FOR_CI
-        else "(one seed, no CI)"
+        f"[{get('ci_low'):+.3f}, {get('ci_high'):+.3f}], Holm p {get('p_holm'):.3f}"
+        if get("n_seeds") >= MIN_SEEDS_FOR_TEST
+        else "(one seed, no test)"
     )
     return (
         f"{what} on {get('task')} "

@@ -8,8 +8,7 @@ import math
 
 import pandas as pd
 
-from equihand.analysis.comparisons import NOISE, join
-from equihand.analysis.stats import bootstrap_settings, paired
+from equihand.analysis.comparisons import LABELS, OBJECTIVES, join
 from equihand.vocabulary import NO_PRETRAINING, percent
 
 QUESTION = (
@@ -27,57 +26,101 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _evidence(c) -> str:
-    """How the difference `c` compares with seed noise, in words."""
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def _evidence(c, rep: dict) -> str:
+    """What the family's corrected test says of member `c`, with its interval and power."""
     if c.n_seeds == 0:
-        return "no seed ran for both objectives, so there is nothing to compare"
+        return "no seed ran for both, so there is nothing to compare"
     paired = f" (seeds {c.seeds}; {c.unpaired})" if c.unpaired else ""
     if c.n_seeds == 1:
-        return f"with one seed{paired} there is no CI, so this cannot be told apart from seed noise"
-    verdict = "so this is " if c.beyond_noise else "which contains 0: "
-    return (
-        f"the {c.confidence:.0%} CI of the difference over {c.n_seeds} paired seeds{paired} is "
-        f"{c.ci_low_cm:+.2f} to {c.ci_high_cm:+.2f} cm, {verdict}{NOISE[c.beyond_noise]}"
+        return (
+            f"with one seed{paired} there is no test and no interval, so this cannot be told "
+            "apart from seed noise"
+        )
+    perm = f"exact permutation p {_p(c.p_perm)}"
+    if not c.perm_can_reject:
+        perm += f", which cannot go below {2 / 2**c.n_seeds:.2f} at {c.n_seeds} seeds"
+    verdict = (
+        "the corrected test rejects, so this is larger than seed noise"
+        if c.beyond_noise
+        else "the corrected test does not reject, so the study cannot tell"
     )
+    text = (
+        f"over {c.n_seeds} paired seeds{paired} the {c.confidence:.0%} t-interval of the "
+        f"difference is {c.ci_low_cm:+.3f} to {c.ci_high_cm:+.3f} cm (paired t p {_p(c.p_t)}, "
+        f"{perm}; Holm-corrected p {_p(c.p_holm)} over the report's {c.family_size} "
+        f"comparisons): {verdict}. {_power(c, rep)}"
+    )
+    return text
+
+
+def _power(c, rep: dict) -> str:
+    """The member's minimum detectable effect and the seeds a target effect needs."""
+    if c.mde_cm == 0:
+        return "Every seed gave the same difference, so any nonzero effect is detectable"
+    seeds = (
+        f"more than {rep['max_seeds']} seeds"
+        if math.isnan(c.seeds_for_target)
+        else _plural(int(c.seeds_for_target), "seed")
+    )
+    text = (
+        f"With this seed-to-seed SD of the differences ({c.sd_diff_cm:.3f} cm) the design "
+        f"detects {c.mde_cm:.3f} cm ({c.mde_pct:.1f}%) with {rep['power']:.0%} power; "
+        f"{c.target_gain_pct:g}% would take {seeds}"
+    )
+    if abs(c.diff_cm) < c.mde_cm:
+        text += "; the observed difference is smaller than the design can detect"
+    if c.kind == OBJECTIVES and c.b == NO_PRETRAINING and c.mde_pct > rep["reference_gain_pct"]:
+        text += (
+            f"; it cannot detect even the {rep['reference_gain_pct']:g}% gain PeCLR reports on "
+            "FreiHAND"
+        )
+    return text
 
 
 def _delta(c) -> str:
     if c.n_seeds == 0 or c.diff_cm == 0:
         return f"{'not comparable with' if c.n_seeds == 0 else 'the same as'} `{c.b}`'s"
     word = "lower" if c.diff_cm > 0 else "higher"
-    return f"{abs(c.improvement_pct):.1f}% ({abs(c.diff_cm):.2f} cm) {word} than `{c.b}`'s"
+    return f"{abs(c.improvement_pct):.1f}% ({abs(c.diff_cm):.3f} cm) {word} than `{c.b}`'s"
 
 
-def answer(table: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
+def answer(table: pd.DataFrame, comps: pd.DataFrame, rep: dict) -> list[str]:
     """One paragraph per backbone and label fraction, generated from the numbers."""
     paragraphs = []
+    comps = comps[comps["kind"] == OBJECTIVES]
     for (backbone, fraction), t in table.groupby(["backbone", "label_fraction"], sort=True):
         here = comps[(comps["backbone"] == backbone) & (comps["label_fraction"] == fraction)]
         best = t.loc[t["pa_epe_cm_mean"].idxmin()]
         s = [
             f"**{backbone}, {percent(fraction)} of the labels.** `{best.objective}` has the lowest "
-            f"PA-EPE ({best.pa_epe_cm_mean:.2f} cm, mean of {_plural(best.n_seeds, 'seed')})."
+            f"mean PA-EPE ({best.pa_epe_cm_mean:.2f} cm, mean of {_plural(best.n_seeds, 'seed')})."
         ]
         if NO_PRETRAINING not in set(t["objective"]):
             s.append("There are no `none` runs, so no gain over no pretraining can be given.")
         for c in here[here["b"] == NO_PRETRAINING].itertuples():
-            s.append(f"`{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c)}.")
+            s.append(f"`{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c, rep)}.")
         eq_vs_inv = (here["a"] == "equivariant") & (here["b"] == "invariant")
         for c in here[eq_vs_inv].itertuples():
             if not c.beyond_noise:
-                head = "This study cannot say whether the equivariant objective beats the "
+                head = "This study cannot tell whether the equivariant objective beats the "
                 head += "invariant one"
             elif c.diff_cm > 0:
                 head = "The equivariant objective beats the invariant one"
             else:
                 head = "The invariant objective beats the equivariant one"
-            s.append(f"{head}: the equivariant PA-EPE is {_delta(c)}; {_evidence(c)}.")
+            s.append(f"{head}: the equivariant PA-EPE is {_delta(c)}; {_evidence(c, rep)}.")
         for c in here[here["a"] == here["b"] + "+mim"].itertuples():
-            s.append(f"Adding MIM to `{c.b}`: `{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c)}.")
+            s.append(
+                f"Adding MIM to `{c.b}`: `{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c, rep)}."
+            )
         if len(here) and not here["beyond_noise"].any():
             s.append(
-                "No difference here is larger than seed noise: this study cannot tell the "
-                "objectives apart at this budget."
+                "No corrected test rejects here: this study cannot tell the objectives apart at "
+                "this budget."
             )
         paragraphs.append(" ".join(s))
     return paragraphs
@@ -140,42 +183,30 @@ def unaligned_reference_text(table: pd.DataFrame, reference: dict) -> str | None
     return head + _cells_text(better, none, "Mean EPE below it and mean AUC above it")
 
 
-def label_effect_text(runs: pd.DataFrame, rep: dict) -> list[str]:
-    """Per backbone and objective: what fewer labels cost, each smaller label fraction against
-    the largest, paired by seed with the report's bootstrap CI (d_s = PA-EPE(small, s) -
-    PA-EPE(largest, s); positive: fewer labels are worse)."""
+def label_effect_text(comps: pd.DataFrame, rep: dict) -> list[str]:
+    """Per backbone and objective: what fewer labels cost, the family's `labels` members
+    (d_s = PA-EPE(smaller fraction, s) - PA-EPE(largest, s); positive: fewer labels are worse)."""
     out = []
-    for (backbone, objective), cell in runs.groupby(["backbone", "objective"], sort=False):
-        fractions = sorted(set(cell["label_fraction"]))
-        if len(fractions) < 2:
+    for c in comps[comps["kind"] == LABELS].itertuples():
+        if c.n_seeds == 0:
             continue
-        by = {
-            f: cell[cell["label_fraction"] == f].set_index("seed")["pa_epe_cm"] for f in fractions
-        }
-        top = by[fractions[-1]]
-        parts = []
-        for f in fractions[:-1]:
-            p = paired(by[f], top, **bootstrap_settings(rep))
-            if not p.seeds:
-                continue
-            d, lo, hi = p.diff, p.ci_low, p.ci_high
-            if not p.has_ci:
-                parts.append(f"{percent(f)}: {d.mean():+.2f} cm (1 seed, no CI)")
-                continue
-            verdict = (
-                "fewer labels are worse beyond seed noise" if lo > 0
-                else "fewer labels are better beyond seed noise" if hi < 0
-                else "within seed noise"
-            )  # fmt: skip
-            parts.append(
-                f"{percent(f)}: {d.mean():+.2f} cm over {len(p.seeds)} seeds, "
-                f"{rep['confidence']:.0%} CI {lo:+.2f} to {hi:+.2f} cm ({verdict})"
-            )
-        if parts:
+        if c.n_seeds == 1:
             out.append(
-                f"`{objective}` ({backbone}) with fewer labels than {percent(fractions[-1])}, "
-                f"PA-EPE minus that at {percent(fractions[-1])}: " + "; ".join(parts) + "."
+                f"`{c.a}` ({c.backbone}) at {percent(c.label_fraction)} of the labels against "
+                f"{percent(c.a_label_fraction)}: {c.diff_cm:+.2f} cm PA-EPE (1 seed, no test)."
             )
+            continue
+        what = (
+            "fewer labels are worse" if c.beyond_noise and c.diff_cm > 0
+            else "fewer labels are better" if c.beyond_noise
+            else "the study cannot tell"
+        )  # fmt: skip
+        out.append(
+            f"`{c.a}` ({c.backbone}) at {percent(c.label_fraction)} of the labels against "
+            f"{percent(c.a_label_fraction)}: PA-EPE {c.diff_cm:+.3f} cm over {c.n_seeds} seeds, "
+            f"{c.confidence:.0%} t-interval {c.ci_low_cm:+.3f} to {c.ci_high_cm:+.3f} cm, "
+            f"Holm-corrected p {_p(c.p_holm)} ({what})."
+        )
     if out:
         out.insert(
             0,
@@ -228,39 +259,51 @@ def setup(runs: pd.DataFrame, config: dict) -> list[str]:
     return items
 
 
-def statistics_text(comps: pd.DataFrame, report: dict) -> list[str]:
-    """How the comparisons are computed, and how coarse a bootstrap over so few seeds is."""
-    conf = report["confidence"]
+def statistics_text(comps: pd.DataFrame, rep: dict) -> list[str]:
+    """How the comparisons are tested and corrected, which claims form the family, and what the
+    power analysis assumes (docs/statistics.md says why)."""
+    alpha, conf = rep["alpha"], 1 - rep["alpha"]
+    tested = comps[comps["n_seeds"] >= 2]
     text = [
-        "For objectives a and b at the same backbone and label fraction, d_s = PA-EPE(b, s) − "
-        "PA-EPE(a, s) for every seed s both ran (pretraining seed s feeds finetuning seed s, so "
-        "seeds are paired); positive d means a is better. Gain is 100 · mean(d) / mean PA-EPE(b). "
-        f"The {conf:.0%} CI is a percentile bootstrap of mean(d): the seeds are resampled with "
-        f"replacement {report['bootstrap_samples']} times (generator seed {report['seed']}). Seed "
-        "noise is each objective's standard deviation over seeds. A difference is called larger "
-        "than seed noise only if its CI excludes 0."
+        "For arms a and b, d_s = PA-EPE(b, s) − PA-EPE(a, s) for every seed s both ran "
+        "(pretraining seed s feeds finetuning seed s, so seeds are paired); positive d means a is "
+        "better. Gain is 100 · mean(d) / mean PA-EPE(b). Each difference is tested with the "
+        f"paired t-test (df = seeds − 1; its {conf:.0%} t-interval is printed) and, as the "
+        "assumption-free check, the exact sign-flip permutation test over all 2^n sign "
+        "assignments.",
+        f"The {_plural(len(tested), 'comparison')} with at least two seeds form one family: "
+        + (join(_member(c) for c in tested.itertuples()) or "none")
+        + f". Their t-test p-values are corrected together with Holm's step-down method at "
+        f"{alpha:g}, and a difference is called larger than seed noise only when its corrected "
+        "p-value is below it; otherwise the study cannot tell, whatever the mean says. The "
+        "t-intervals are per comparison, not adjusted for the family.",
+        f"Power: from each comparison's own SD of d over seeds, taken as the true SD, the minimum "
+        f"detectable effect (MDE) is the smallest true difference the paired t-test detects with "
+        f"{rep['power']:.0%} probability at {alpha:g} / {max(len(tested), 1)} (the level of "
+        "Holm's first step, so it holds even when that comparison is the family's only real "
+        f"effect), and 'seeds for {rep['target_gain_pct']:g}%' is how many seeds would detect a "
+        f"difference of {rep['target_gain_pct']:g}% of b's PA-EPE. An SD from few seeds is itself "
+        "uncertain, so both are estimates.",
     ]
-    for n in sorted(set(comps["n_seeds"])):
-        if n == 1:
-            text.append("With 1 seed there is no CI, and no way to tell a gain from seed noise.")
-        if n < 2:
-            continue
-        note = (
-            f"With {n} seeds the bootstrap can draw only {math.comb(2 * n - 1, n)} distinct "
-            "resamples, so the CI is coarse and likely narrower than the true uncertainty"
+    small = sorted(set(tested.loc[~tested["perm_can_reject"], "n_seeds"]))
+    if small:
+        text.append(
+            f"With {join(small)} seeds the permutation test cannot reject at {alpha:g} whatever "
+            f"the data (its smallest two-sided p is 2 / 2^n: {2 / 2 ** small[0]:.3f} at "
+            f"{small[0]}); those p-values are marked * and the verdicts rest on the t-test alone."
         )
-        if n**-n > (1 - conf) / 2:  # the all-same-seed resamples fill each tail
-            note += (
-                f"; at {conf:.0%} it is the range of the {n} per-seed differences, so it excludes "
-                "0 exactly when all per-seed differences share one nonzero sign"
-            )
-        text.append(note + ".")
-    unpaired = [
-        f"{c.a} vs {c.b} at {percent(c.label_fraction)}" for c in comps.itertuples() if c.unpaired
-    ]
+    if (comps["n_seeds"] == 1).any():
+        text.append("With 1 seed there is no test and no interval: those rows say 'no test'.")
+    unpaired = [_member(c) for c in comps.itertuples() if c.unpaired]
     if unpaired:
         text.append(
-            f"Some seeds ran for only one objective ({join(unpaired)}): those comparisons use "
-            "the common seeds only, so their gain can differ from the ablation table's."
+            f"Some seeds ran for only one arm ({join(unpaired)}): those comparisons use the "
+            "common seeds only, so their gain can differ from the ablation table's."
         )
     return text
+
+
+def _member(c) -> str:
+    if c.kind == LABELS:
+        return f"{c.a} {percent(c.a_label_fraction)} vs {percent(c.label_fraction)}"
+    return f"{c.a} vs {c.b} at {percent(c.label_fraction)}"

@@ -1,11 +1,12 @@
-"""`equihand report`: the written ablation report, with paired bootstrap CIs over seeds.
+"""`equihand report`: the written ablation report, every verdict from a Holm-corrected paired test.
 
 Reads runs.csv (written by `equihand aggregate`) and the PNGs written by `equihand figures`, and
 writes into --out: `ablation.md` (figures linked by a path relative to --out), `ablation.html`
-(self-contained: figures embedded as base64 data URIs) and `comparisons.csv` (one row per paired
-comparison: each objective vs none, and equivariant vs invariant, per backbone and label
-fraction; equihand.analysis.comparisons). Every sentence of the answer is generated from the
-numbers (equihand.analysis.prose) and rendered as Markdown and HTML (equihand.analysis.document).
+(self-contained: figures embedded as base64 data URIs) and `comparisons.csv` (one row per
+member of the report's family of paired comparisons: objectives against each other per backbone
+and label fraction, and each smaller label fraction against the largest;
+equihand.analysis.comparisons). Every sentence of the answer is generated from the numbers
+(equihand.analysis.prose) and rendered as Markdown and HTML (equihand.analysis.document).
 """
 
 from __future__ import annotations
@@ -103,9 +104,7 @@ def write_report(
     ref = read_reference(reference) if reference is not None else None
     rep = config["report"]
     table = ablation_table(runs)
-    comps = comparisons(
-        runs, n_boot=rep["bootstrap_samples"], confidence=rep["confidence"], seed=rep["seed"]
-    )
+    comps = comparisons(runs, rep)
     blocks = [
         ("h1", "Self-supervised pretraining for 3D hand pose: ablation report"),
         ("h2", "Question"),
@@ -122,8 +121,8 @@ def write_report(
         if len(comps)
         else ("p", "No two objectives ran with the same backbone and label fraction."),
         ("h2", "Answer"),
-        *[("p", p) for p in answer(table, comps)],
-        *[("p", p) for p in label_effect_text(runs, rep)],
+        *[("p", p) for p in answer(table, comps, rep)],
+        *[("p", p) for p in label_effect_text(comps, rep)],
         *([("p", reference_text(table, ref))] if ref is not None else []),
         *(
             [("p", text)]
