@@ -205,7 +205,8 @@ def label_effect_text(comps: pd.DataFrame, rep: dict) -> list[str]:
             f"`{c.a}` ({c.backbone}) at {percent(c.label_fraction)} of the labels against "
             f"{percent(c.a_label_fraction)}: PA-EPE {c.diff_cm:+.3f} cm over {c.n_seeds} seeds, "
             f"{c.confidence:.0%} t-interval {c.ci_low_cm:+.3f} to {c.ci_high_cm:+.3f} cm, "
-            f"Holm-corrected p {_p(c.p_holm)} ({what})."
+            f"exact permutation p {_p(c.p_perm)}, Holm-corrected p {_p(c.p_holm)}, minimum "
+            f"detectable effect {c.mde_cm:.3f} cm ({what})."
         )
     if out:
         out.insert(
