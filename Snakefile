@@ -1,5 +1,6 @@
 # equihand: which self-supervised pretraining objective gives the best encoder for 3D hand pose?
 # This file only wires steps together; every rule is one `equihand <step>` call (see rules/).
+import os
 import sys
 
 from snakemake.utils import min_version
@@ -11,6 +12,17 @@ if f"{workflow.basedir}/src" not in sys.path:
     sys.path.insert(0, f"{workflow.basedir}/src")
 from equihand import vocabulary
 from equihand.config import validate as validate_config
+
+
+envvars:
+    "PATH",
+
+
+# every job calls `equihand`, installed beside the Python running Snakemake (a venv's bin/): put
+# it first on the jobs' PATH, so `.venv/bin/snakemake` works without an activated venv
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ["PATH"]]
+)
 
 
 configfile: f"{workflow.basedir}/config/default.yaml"

@@ -276,3 +276,16 @@ def test_data_parallel_jobs_start_their_ranks_with_srun(tmp_path: Path):
         refused = snakemake(tmp_path, "-n", configfiles=(REPO / "config" / "smoke.yaml", ranks))
         assert refused.returncode != 0
         assert message in refused.stdout + refused.stderr, bad
+
+
+def test_jobs_find_equihand_without_an_activated_venv(tmp_path: Path):
+    """`.venv/bin/snakemake` with the venv not on PATH: the Snakefile puts it there for jobs."""
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    cmd = [
+        str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory",
+        str(tmp_path), "--configfile", str(REPO / "config" / "smoke.yaml"), "--cores", "1",
+        "--until", "synth",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "data" / "synth" / "contact_sheet.png").is_file()
