@@ -78,6 +78,7 @@ def child(
         f"model.backbone={backbone}",
         "pretrain.objective=equivariant",
         "pretrain.epochs=1",
+        "pretrain.background_swap_p=0",  # the cache built here holds no foreground masks
         *([f"pretrain.batch_size={batch}"] if batch else []),
     ]
     config = load_config(None, overrides)

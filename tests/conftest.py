@@ -30,6 +30,20 @@ TINY = [
     "finetune.epochs=3",
     "finetune.eval_batch_size=16",
     "train.threads=1",
+    # where the tiny tests' settings differ from the recipe (the schema's defaults): epoch-based,
+    # unrefined, unswapped training on uniformly oriented hands, as the tests were written for
+    "synth.roll_deg=180",
+    "synth.tilt_deg=180",
+    "model.root_refine=false",
+    "pretrain.background_swap_p=0",
+    "pretrain.warmup_epochs=1",
+    "finetune.steps=0",
+    "finetune.log_every_steps=0",
+    "finetune.warmup_epochs=1",
+    "finetune.augment_max_labels=0",
+    "probe.n_train=1000",
+    "probe.n_val=300",
+    "probe.n_test=600",
 ]
 
 

@@ -80,7 +80,9 @@ def make_freihand(
 
 
 def _config(*overrides: str) -> dict:
-    return load_config(None, ["prepare.resolution=32", "prepare.workers=1", *overrides])
+    # 30% labeled (not the recipe's 100%), so that the unlabeled pool the tests check is not empty
+    base = ["prepare.resolution=32", "prepare.workers=1", "prepare.labeled_fraction=0.3"]
+    return load_config(None, [*base, *overrides])
 
 
 @pytest.fixture(scope="module")
