@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv system-packages study smoke test lint clean
+.PHONY: venv system-packages study smoke test test-fast lint clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ system-packages:
 ## Every test (unit, integration, workflow).
 test: venv system-packages
 	pytest -q
+
+## The unit tests only: no Debian packages, no SLURM, DVC, workflow, bench or simulation tests.
+test-fast: venv
+	pytest -q -m "not slow"
 
 lint: venv
 	ruff check src tests bench

@@ -18,6 +18,8 @@ import pytest
 
 from equihand.evaluate import metrics as m
 
+pytestmark = pytest.mark.slow  # the benchmark scripts, run small
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # the budget study's runner, end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = """

@@ -19,6 +19,8 @@ from equihand.analysis import calibration as cal
 from equihand.analysis.stats import minimum_detectable_effect, power
 from equihand.config import load_config
 
+pytestmark = pytest.mark.slow  # thousands of simulated studies
+
 REPO = Path(__file__).resolve().parents[1]
 N_STUDIES = 2000
 NOMINAL, LIMIT = 0.05, 0.06

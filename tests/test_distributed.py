@@ -34,6 +34,8 @@ from equihand.train.checkpoint import load_checkpoint, save_checkpoint
 from equihand.train.order import BatchOrder
 from equihand.train.pretrain import pretrain
 
+pytestmark = pytest.mark.slow  # real torch.distributed process groups
+
 TIMEOUT = timedelta(seconds=120)
 # (objective, images per rank, projection width, temperature)
 CASES = [

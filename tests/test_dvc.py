@@ -27,6 +27,8 @@ import yaml
 
 from equihand.vocabulary import FIGURES
 
+pytestmark = pytest.mark.slow  # real DVC remotes, git and whole smoke studies
+
 # equihand figures' PNGs and the part-aware probe's (equihand part-aware)
 N_FIGURES = len(FIGURES) + 1
 

@@ -26,6 +26,8 @@ from slurm_cluster import Cluster, ClusterError
 from equihand.outputs import MARKER
 from equihand.train.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # a real slurmctld + slurmd (Debian packages)
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SMOKE = REPO / "config" / "smoke.yaml"

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # whole smoke studies through Snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
