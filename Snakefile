@@ -40,7 +40,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/probe.smk"
-include: "rules/report.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

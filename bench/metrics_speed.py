@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from equihand import metrics as m
 from equihand.data import hand_model as hm
-from equihand.evaluate import metrics as m
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = ROOT / "results" / "bench" / "metrics_speed.csv"

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from common import RESULTS, markdown, write_csv
 
+from equihand import metrics
 from equihand.data.cache import PreparedData
-from equihand.evaluate import metrics
 from equihand.methods import pose
 from equihand.methods.models import build_pose_model
 from equihand.train.batches import Labels, load_images

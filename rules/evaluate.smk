@@ -1,4 +1,5 @@
-# Evaluation of every finetuned model on the test split, and the ablation table over seeds.
+# Scoring (equihand.evaluate): every finetuned model on the test split, and the constant-pose
+# reference a model must beat.
 
 
 rule evaluate:
@@ -31,29 +32,19 @@ rule evaluate:
         " > {log} 2>&1"
 
 
-rule aggregate:
+rule reference:
     input:
-        all_evaluations(),
+        cache=CACHE,
     output:
-        csv=report(
-            f"{TABLES_DIR}/ablation.csv",
-            caption="../report/ablation_table.rst",
-            category="Tables",
-        ),
-        runs=f"{TABLES_DIR}/runs.csv",
-        md=f"{TABLES_DIR}/ablation.md",
-        tex=f"{TABLES_DIR}/ablation.tex",
-        # the same means per cell, flat, for `dvc metrics show` (dvc.yaml)
-        metrics=f"{TABLES_DIR}/metrics.json",
+        f"{TABLES_DIR}/reference.json",
     log:
-        "logs/aggregate.log",
+        "logs/reference.log",
     conda:
         "../envs/equihand.yaml"
     params:
-        out=output_folder,
-    # fmt: off[next]
+        config=cli_config("report"),
     shell:
-        "equihand aggregate"
-        " --metrics {input}"
-        " --out {params.out}"
+        "equihand reference {params.config}"
+        " --data {input.cache}"
+        " --out {output}"
         " > {log} 2>&1"

@@ -1,6 +1,6 @@
 # The part-aware probe: frozen encoders (random init, the supervised `none` run, every pretrained
 # objective) read whole images and keypoint crops; linear probes and retrieval per encoder and
-# seed, then one table, figure and set of claims over all of them (rule part_aware).
+# seed (the table, figure and claims over all of them: rule part_aware, rules/analysis.smk).
 
 
 rule probe_data:
@@ -55,37 +55,4 @@ rule probe:
         " --encoder {wildcards.encoder}"
         " --seed {wildcards.seed}"
         " --out {params.out}"
-        " > {log} 2>&1"
-
-
-rule part_aware:
-    input:
-        all_probes(),
-    output:
-        csv=report(
-            f"{TABLES_DIR}/part_aware.csv",
-            caption="../report/part_aware_table.rst",
-            category="Tables",
-        ),
-        md=f"{TABLES_DIR}/part_aware.md",
-        claims=f"{TABLES_DIR}/part_aware_claims.csv",
-        png=report(
-            f"{FIGURES_DIR}/{vocabulary.PART_AWARE_FIGURE}.png",
-            caption="../report/part_aware.rst",
-            category="Figures",
-        ),
-        pdf=f"{FIGURES_DIR}/{vocabulary.PART_AWARE_FIGURE}.pdf",
-    log:
-        "logs/part_aware.log",
-    conda:
-        "../envs/equihand.yaml"
-    params:
-        config=cli_config("report"),
-        table=output_stem("csv"),
-        figure=output_stem("png"),
-    shell:
-        "equihand part-aware {params.config}"
-        " --runs {input}"
-        " --table {params.table}"
-        " --figure {params.figure}"
         " > {log} 2>&1"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from equihand.evaluate import metrics as m
+from equihand import metrics as m
 
 pytestmark = pytest.mark.slow  # the benchmark scripts, run small
 

@@ -1,4 +1,4 @@
-"""FreiHAND metrics (equihand.evaluate.metrics) and the `equihand score` step, on hand-computable
+"""FreiHAND metrics (equihand.metrics) and the `equihand score` step, on hand-computable
 cases."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from equihand import cli
+from equihand import metrics as m
 from equihand.data import hand_model as hm
 from equihand.data.layout import N_JOINTS, annotation_path
 from equihand.data.units import suspected_factor
-from equihand.evaluate import metrics as m
 
 N_T = 100  # points of the official PCK grid linspace(0, 0.05, 100)
 

@@ -4,6 +4,7 @@ and no module grows past ~350 lines."""
 from __future__ import annotations
 
 import ast
+import graphlib
 import importlib.util
 from pathlib import Path
 
@@ -55,3 +56,44 @@ def test_no_module_imports_a_step(module):
 def test_no_module_is_longer_than_a_reader_holds(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines; split it (at most {MAX_LINES})"
+
+
+# Data flows one way: a module imports only modules of its own layer or below. The top-level
+# modules (config, errors, io, outputs, metrics, vocabulary, ...) are the floor every layer uses.
+LAYERS = ("data", "methods", "train", "evaluate", "probe", "analysis")
+
+
+def layer(module: str) -> int:
+    """0 for equihand's top-level modules, 1 + the index in LAYERS for a subpackage's."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) + 1 if len(parts) > 1 and parts[1] in LAYERS else 0
+
+
+def upward(module: str, imported: set[str]) -> list[str]:
+    return sorted(name for name in imported if layer(name) > layer(module))
+
+
+def test_layer_is_the_subpackage_and_top_level_modules_are_the_floor():
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert subpackages == set(LAYERS), "every subpackage has its place in LAYERS"
+    assert layer("equihand.config") == layer("equihand.metrics") == layer("equihand") == 0
+    assert layer("equihand.train") == layer("equihand.train.finetune")
+    assert layer("equihand.train.finetune") < layer("equihand.evaluate.evaluate")
+    # an upward import is found
+    assert upward("equihand.train.finetune", {"equihand.evaluate.score", "equihand.io"}) == [
+        "equihand.evaluate.score"
+    ]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_down_the_layers(module):
+    above = upward(module, imported_modules(MODULES[module]))
+    assert not above, f"{module} (layer {layer(module)}) imports {above} from a layer above it"
+
+
+def test_no_two_modules_import_each_other_even_for_types():
+    graph = {m: imported_modules(p) - {m} for m, p in MODULES.items()}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")

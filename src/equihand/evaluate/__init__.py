@@ -1,2 +1,2 @@
-"""Scoring: FreiHAND's metrics, and the steps that apply them (evaluate a checkpoint, score a
-pred.json, the reference a model must beat)."""
+"""Scoring: the steps that apply FreiHAND's metrics (equihand.metrics): evaluate a checkpoint,
+score a pred.json, the reference a model must beat."""

@@ -1,6 +1,6 @@
 """`equihand evaluate`: score a finetuned checkpoint on a split with FreiHAND's metrics.
 
-Writes into the output folder: `metrics.json` (equihand.evaluate.metrics.evaluate_keypoints: EPE,
+Writes into the output folder: `metrics.json` (equihand.metrics.evaluate_keypoints: EPE,
 PA-EPE, AUC, PA-AUC in FreiHAND's units, root-relative EPE, 2D errors), `per_sample.csv` and
 `per_joint.csv` (errors in cm, before and after Procrustes alignment), `pck.csv` (the PCK curves),
 `pred.json` in FreiHAND's submission format ([xyz list, verts list], metres; no vertices), a grid
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from equihand import metrics
 from equihand.config import explicit_settings, write_resolved
 from equihand.data.cache import SPLIT_NAMES, PreparedData
 from equihand.data.drawing import GRID_TILE_PX, qualitative_grid
 from equihand.data.layout import JOINT_NAMES
 from equihand.errors import UserError
-from equihand.evaluate import metrics
 from equihand.io import atomic_path, atomic_write_csv, atomic_write_json
 from equihand.methods.models import build_pose_model
 from equihand.outputs import check_folder, claim_folder

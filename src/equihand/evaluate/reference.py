@@ -16,7 +16,7 @@ reference-bone units and multiplied by s, as the 2.5D models' output is:
     X_j = s * (Z_mean * K^-1 (c, 1) + P_mean_j),  c = the image centre in pixels
 
 (Z_mean: mean of Z_0 / s; P_mean: mean of (X_j - X_0) / s). Its EPE (cm) and AUC (0-50 mm) are
-computed on the validation and test splits with FreiHAND's definitions (equihand.evaluate.metrics).
+computed on the validation and test splits with FreiHAND's definitions (equihand.metrics).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from equihand import metrics
 from equihand.data.cache import PreparedData
 from equihand.errors import UserError
-from equihand.evaluate import metrics
 from equihand.io import atomic_write_json
 from equihand.methods import pose
 from equihand.outputs import check_files, claim_files

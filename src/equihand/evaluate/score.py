@@ -7,7 +7,7 @@ entries of 21 x 3 joint positions in metres (camera frame, FreiHAND joint order)
 ``verts_list`` N x V x 3 mesh vertices (may be empty lists). The ground truth is
 ``<DIR>/<split>_xyz.json`` of a dataset in the FreiHAND layout (`--gt` may also name that file).
 
-Computes the official keypoint measures (equihand.evaluate.metrics): EPE, PA-EPE (cm), AUC and
+Computes the official keypoint measures (equihand.metrics): EPE, PA-EPE (cm), AUC and
 PA-AUC over 0-50 mm, plus root-relative EPE, per-joint errors and the PCK curves. Prints a short
 table and, with ``--out``, writes the full metrics dict as JSON (atomically).
 
@@ -26,8 +26,8 @@ import numpy as np
 from equihand.data.layout import N_JOINTS, SPLITS, annotation_path
 from equihand.data.units import suspected_factor, unit_of
 from equihand.errors import DataError, UserError
-from equihand.evaluate.metrics import evaluate_keypoints
 from equihand.io import atomic_write_json
+from equihand.metrics import evaluate_keypoints
 from equihand.outputs import check_files, claim_files
 
 

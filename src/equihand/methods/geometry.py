@@ -37,13 +37,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from equihand.methods.augment import AugmentConfig
+
+class GeometryRanges(Protocol):
+    """The ranges a view's geometry is drawn from (equihand.methods.augment.AugmentConfig)."""
+
+    rotation_deg: float
+    scale: tuple[float, float]
+    translate: float
+
 
 Size = int | tuple[int, int]  # an int means a square image; a pair is (H, W)
 
@@ -109,7 +115,7 @@ def make_geometry(
 def sample_geometry(
     batch: int,
     size: Size,
-    cfg: AugmentConfig,
+    cfg: GeometryRanges,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     out_size: Size | None = None,

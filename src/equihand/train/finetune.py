@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from equihand import metrics
 from equihand.config import validate, write_resolved
 from equihand.data.cache import PreparedData
-from equihand.evaluate import metrics
 from equihand.methods import augment, pose
 from equihand.methods.backbones import load_backbone_state
 from equihand.methods.geometry import transform_points

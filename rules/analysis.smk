@@ -1,5 +1,35 @@
-# What a researcher reads: the figures and the written report, from the evaluations and the
-# training logs. Both outputs appear in `snakemake --report` with the captions in report/.
+# What a researcher reads (equihand.analysis): the ablation table over seeds, the figures, the
+# part-aware probe's table and claims, and the written report, from the evaluations, probes and
+# training logs. Outputs marked report() appear in `snakemake --report` with the captions in
+# report/.
+
+
+rule aggregate:
+    input:
+        all_evaluations(),
+    output:
+        csv=report(
+            f"{TABLES_DIR}/ablation.csv",
+            caption="../report/ablation_table.rst",
+            category="Tables",
+        ),
+        runs=f"{TABLES_DIR}/runs.csv",
+        md=f"{TABLES_DIR}/ablation.md",
+        tex=f"{TABLES_DIR}/ablation.tex",
+        # the same means per cell, flat, for `dvc metrics show` (dvc.yaml)
+        metrics=f"{TABLES_DIR}/metrics.json",
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/equihand.yaml"
+    params:
+        out=output_folder,
+    # fmt: off[next]
+    shell:
+        "equihand aggregate"
+        " --metrics {input}"
+        " --out {params.out}"
+        " > {log} 2>&1"
 
 
 rule figures:
@@ -32,21 +62,36 @@ rule figures:
         " > {log} 2>&1"
 
 
-rule reference:
+rule part_aware:
     input:
-        cache=CACHE,
+        all_probes(),
     output:
-        f"{TABLES_DIR}/reference.json",
+        csv=report(
+            f"{TABLES_DIR}/part_aware.csv",
+            caption="../report/part_aware_table.rst",
+            category="Tables",
+        ),
+        md=f"{TABLES_DIR}/part_aware.md",
+        claims=f"{TABLES_DIR}/part_aware_claims.csv",
+        png=report(
+            f"{FIGURES_DIR}/{vocabulary.PART_AWARE_FIGURE}.png",
+            caption="../report/part_aware.rst",
+            category="Figures",
+        ),
+        pdf=f"{FIGURES_DIR}/{vocabulary.PART_AWARE_FIGURE}.pdf",
     log:
-        "logs/reference.log",
+        "logs/part_aware.log",
     conda:
         "../envs/equihand.yaml"
     params:
         config=cli_config("report"),
+        table=output_stem("csv"),
+        figure=output_stem("png"),
     shell:
-        "equihand reference {params.config}"
-        " --data {input.cache}"
-        " --out {output}"
+        "equihand part-aware {params.config}"
+        " --runs {input}"
+        " --table {params.table}"
+        " --figure {params.figure}"
         " > {log} 2>&1"
 
 
