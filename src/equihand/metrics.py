@@ -1,7 +1,7 @@
 """FreiHAND's official keypoint metrics, vectorised over samples with numpy.
 
 Follows the definitions of FreiHAND's ``eval.py`` / ``utils/eval_util.py`` (Zimmermann et al.,
-ICCV 2019; see docs/freihand.md):
+ICCV 2019; docs/evaluation.md):
 
 - per-joint Euclidean error in metres; EPE = mean over joints of the per-joint mean over samples
   (every joint counts as visible);
