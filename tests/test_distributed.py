@@ -100,7 +100,7 @@ def _loss_rank(rank: int, world: int, port: int, out: Path) -> None:
     dist.destroy_process_group()
 
 
-def test_gathered_nt_xent_is_the_loss_of_the_concatenated_batch(tmp_path):
+def test_nt_xent_on_two_ranks_is_the_loss_of_the_concatenated_batch(tmp_path):
     # Rank r's loss is that of its own anchors against every rank's projections; its gradient
     # reaches every rank's rows through the all-gather. DDP averages gradients over the W ranks,
     # so the mean of the ranks' losses and their gradients / W must be the single-process loss
@@ -157,9 +157,10 @@ def test_global_batchnorm_is_batchnorm_of_the_concatenated_batch(tmp_path):
 
 
 def _identity_rank(rank: int, world: int, port: int, out: Path) -> None:
-    join(rank, world, port)
     z1, z2, _, _ = global_batch(CASES[2], world)
-    same = torch.equal(objectives.global_nt_xent(z1, z2, 0.5), objectives.nt_xent(z1, z2, 0.5))
+    alone = objectives.nt_xent(z1, z2, 0.5)  # no process group yet
+    join(rank, world, port)
+    same = torch.equal(objectives.nt_xent(z1, z2, 0.5), alone)
     model = nn.Sequential(nn.BatchNorm1d(4))
     wrapped = launch.wrap(model, torch.device("cpu"), tiny_config())
     torch.save((same, wrapped is model, type(model[0]) is nn.BatchNorm1d), out / "one.pt")

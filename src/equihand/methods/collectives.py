@@ -1,6 +1,7 @@
 """What the losses and models need from torch.distributed when a run spans several ranks: the
-rank and world size, projections gathered from every rank with a gradient-correct backward,
-NT-Xent over the global batch, and BatchNorm whose statistics cover the global batch.
+rank and world size, projections gathered from every rank with a gradient-correct backward (with
+which equihand.methods.objectives.nt_xent scores the global batch), and BatchNorm whose statistics
+cover the global batch.
 
 With no process group (or a world of one) every function here is the identity of today's
 single-process code path: nothing is gathered, nothing is reduced, no module is replaced.
@@ -20,7 +21,6 @@ import warnings
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.distributed.nn import functional as dist_fn
 
@@ -69,29 +69,6 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     total = value.detach().float().clone()
     dist.all_reduce(total)
     return total / world_size()
-
-
-def gathered_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent (equihand.methods.objectives.nt_xent) of this rank's 2b anchors against the 2Wb
-    projections of all W ranks: the single-process loss of the concatenated batch, split by
-    anchors. z1, z2: (b, D) this rank's two views (b equal on every rank). Returns the mean over
-    this rank's anchors; DistributedDataParallel's gradient average makes it the global mean."""
-    if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] == 0:
-        raise ValueError(f"expected two (B, D) batches of equal shape, got {z1.shape}, {z2.shape}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    b, w, r = z1.shape[0], world_size(), rank()
-    n = w * b
-    a1, a2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    keys = torch.cat([gather_rows(a1), gather_rows(a2)])  # (2n, D): all first views, all second
-    logits = torch.cat([a1, a2]) @ keys.T / temperature  # (2b, 2n)
-    idx = torch.arange(b, device=z1.device) + r * b  # this rank's rows among the first views
-    own = torch.cat([idx, idx + n])  # each anchor's own column
-    positives = torch.cat([idx + n, idx])  # its other view's column
-    self_mask = torch.zeros_like(logits, dtype=torch.bool)
-    self_mask[torch.arange(2 * b, device=z1.device), own] = True
-    logits = logits.masked_fill(self_mask, float("-inf"))  # an anchor is never its own negative
-    return F.cross_entropy(logits, positives)
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

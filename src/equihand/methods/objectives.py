@@ -21,9 +21,8 @@ geometry; z1, z2, geom1, geom2 are None otherwise) and ``masked`` (a masked view
 the pixel decoder, ``recon``). equihand.train.pretrain builds exactly the model parts and inputs
 these flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
 
-On several ranks (equihand.train.launch) the contrastive objectives score NT-Xent over the global
-batch (`global_nt_xent`): each rank's anchors against every rank's projections, with gradients
-that reach the rank that made them (equihand.methods.collectives); on one rank it is `nt_xent`.
+On several ranks (equihand.train.launch) `nt_xent` scores each rank's anchors against every
+rank's projections (the global batch), with gradients that reach the rank that made them.
 
 Adding an objective is one function with this signature plus one `register_objective` line in
 equihand/vocabulary.py. "none" (no pretraining) is a valid study arm but has no loss, so it is
@@ -64,6 +63,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     i's other view; the denominator runs over the other 2B - 1 samples (the positive included,
     the anchor itself excluded). Returns the mean over all 2B anchors, a scalar. For B = 1 the
     only other sample is the positive, so the loss is 0.
+
+    On W ranks (equihand.train.launch; B equal on every rank) the keys are every rank's
+    projections, gathered with gradients that reach the rank that made them
+    (equihand.methods.collectives.gather_rows): this rank's 2B anchors against 2WB keys, the
+    single-process loss of the concatenated batch split by anchors; DistributedDataParallel's
+    gradient average makes the mean over ranks the global loss. On one rank the keys are z.
     """
     if z1.ndim != 2 or z1.shape != z2.shape:
         raise ValueError(f"expected two (B, D) batches of equal shape, got {z1.shape}, {z2.shape}")
@@ -71,23 +76,22 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
         raise ValueError("nt_xent needs at least one pair (B >= 1)")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    b = z1.shape[0]
+    b, world = z1.shape[0], collectives.world_size()
+    n = world * b  # pairs in the global batch
     z = F.normalize(torch.cat([z1, z2]), dim=1)
-    logits = z @ z.T / temperature
-    self_mask = torch.eye(2 * b, dtype=torch.bool, device=z.device)
+    keys = (
+        z
+        if world == 1
+        else torch.cat([collectives.gather_rows(z[:b]), collectives.gather_rows(z[b:])])
+    )
+    logits = z @ keys.T / temperature  # (2B, 2n): all first views, then all second views
+    idx = torch.arange(b, device=z.device) + collectives.rank() * b  # this rank's pairs
+    own = torch.cat([idx, idx + n])  # each anchor's own column
+    positives = torch.cat([idx + n, idx])  # its other view's column
+    self_mask = torch.zeros_like(logits, dtype=torch.bool)
+    self_mask[torch.arange(2 * b, device=z.device), own] = True
     logits = logits.masked_fill(self_mask, float("-inf"))  # an anchor is never its own negative
-    idx = torch.arange(b, device=z.device)
-    positives = torch.cat([idx + b, idx])  # anchor i < B pairs with i + B and vice versa
     return F.cross_entropy(logits, positives)
-
-
-def global_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """`nt_xent` over the global batch of a run on several ranks: every rank's projections are
-    negatives (equihand.methods.collectives.gathered_nt_xent, gradients included). With one
-    rank, or no process group, exactly `nt_xent`."""
-    if collectives.world_size() == 1:
-        return nt_xent(z1, z2, temperature)
-    return collectives.gathered_nt_xent(z1, z2, temperature)
 
 
 def undo_geometry(
@@ -162,7 +166,7 @@ def invariant(
     image_size: int,
 ) -> torch.Tensor:
     """SimCLR: NT-Xent on the projections as they are; the geometry is ignored."""
-    return global_nt_xent(z1, z2, temperature)
+    return nt_xent(z1, z2, temperature)
 
 
 def equivariant(
@@ -178,7 +182,7 @@ def equivariant(
     space (`equivariant_projection`), then NT-Xent."""
     p1 = equivariant_projection(z1, geom1.angle, geom1.shift / image_size)
     p2 = equivariant_projection(z2, geom2.angle, geom2.shift / image_size)
-    return global_nt_xent(p1, p2, temperature)
+    return nt_xent(p1, p2, temperature)
 
 
 def mim(
