@@ -55,6 +55,8 @@ rule figures:
     params:
         config=cli_config("report"),
         out=output_folder,
+        # read by the captions in report/ (one source: equihand.vocabulary.FIGURES)
+        captions=vocabulary.FIGURES,
     shell:
         "equihand figures {params.config}"
         " --metrics {input.metrics}"

@@ -320,3 +320,16 @@ def test_score_cli_errors(tmp_path, scored, capsys):
     assert "2-element list" in err and "length 1" in err
     err = _bad(tmp_path, tmp_path / "nowhere", [pred.tolist(), []], capsys)
     assert "evaluation_xyz.json" in err and "not found" in err
+
+
+def test_precomputed_errors_give_the_same_metrics_and_epe_cm_is_their_mean():
+    rng = np.random.default_rng(5)
+    gt = rng.normal(size=(40, N_JOINTS, 3)) * 0.05
+    pred = gt + rng.normal(size=gt.shape) * 0.01
+    errors = m.keypoint_errors(pred, gt), m.aligned_errors(pred, gt)
+    assert m.evaluate_keypoints(pred, gt, errors=errors) == m.evaluate_keypoints(pred, gt)
+    aligned = m.keypoint_errors(m.procrustes_align(pred, gt), gt)
+    np.testing.assert_array_equal(errors[1], aligned)
+    assert m.epe_cm(errors[1]) == float(aligned.mean()) * 100
+    with pytest.raises(ValueError, match="errors"):
+        m.evaluate_keypoints(pred, gt, errors=(errors[0][:5], errors[1]))

@@ -58,3 +58,15 @@ def test_a_stale_reference_is_found():
     text = "see equihand.augment.swap_backgrounds and bench/budget_old.py, not equihand.metrics"
     assert stale(text) == ["bench/budget_old.py", "equihand.augment.swap_backgrounds"]
     assert stale("equihand.methods.augment.swap_backgrounds in config/default.yaml") == []
+
+
+def test_figure_captions_have_one_source():
+    """The report's caption files name the vocabulary's caption (the rule passes FIGURES as a
+    param); none repeats its text."""
+    from equihand.vocabulary import FIGURES
+
+    for name, caption in FIGURES.items():
+        text = (REPO / "report" / f"{name}.rst").read_text()
+        assert f'{{{{ snakemake.params.captions["{name}"] }}}}' in text, name
+        assert caption not in text, name
+    assert "captions=vocabulary.FIGURES" in (REPO / "rules/analysis.smk").read_text()

@@ -83,6 +83,19 @@ def keypoint_errors(pred, gt) -> np.ndarray:
     return np.sqrt(np.sum((pred - gt) ** 2, axis=2))
 
 
+def aligned_errors(pred, gt) -> np.ndarray:
+    """`keypoint_errors` after Procrustes-aligning each prediction to its ground truth: ``(N, J)``
+    (the errors behind PA-EPE)."""
+    return keypoint_errors(procrustes_align(pred, gt), gt)
+
+
+def epe_cm(errors) -> float:
+    """The mean of ``(N, J)`` errors in metres over every sample and joint, in cm: EPE of
+    `keypoint_errors`, PA-EPE of `aligned_errors` (training's validation and the constant-pose
+    reference; `evaluate_keypoints` averages per joint first, as FreiHAND's code does)."""
+    return float(np.mean(errors)) * CM_PER_M
+
+
 def pck_curve(errors, thresholds=PCK_THRESHOLDS_M) -> np.ndarray:
     """Per-joint PCK: ``pck[j, k] = mean over samples of (errors[:, j] <= thresholds[k])``.
 
@@ -123,10 +136,12 @@ def _floats(a: np.ndarray, scale: float = 1.0) -> list[float]:
     return [float(v) for v in np.asarray(a) * scale]
 
 
-def evaluate_keypoints(pred, gt, uv_pred=None, uv_gt=None) -> dict:
+def evaluate_keypoints(pred, gt, uv_pred=None, uv_gt=None, errors=None) -> dict:
     """All keypoint metrics for predictions ``pred`` vs ground truth ``gt``, ``(N, 21, 3)`` metres.
 
     Optional ``uv_pred``, ``uv_gt``: ``(N, 21, 2)`` pixels, for 2D EPE and PCK/AUC over 0-30 px.
+    Optional ``errors``: ``(keypoint_errors(pred, gt), aligned_errors(pred, gt))`` when the caller
+    has them already (they are not recomputed).
     Returns a JSON-serialisable dict of plain floats and lists:
 
     - ``n_samples``, ``n_joints``
@@ -144,8 +159,13 @@ def evaluate_keypoints(pred, gt, uv_pred=None, uv_gt=None) -> dict:
     pred, gt = _pair(pred, gt, dims=(3,))
     if pred.shape[0] == 0:
         raise ValueError("no samples to evaluate")
-    err = _summary(keypoint_errors(pred, gt), PCK_THRESHOLDS_M)
-    pa = _summary(keypoint_errors(procrustes_align(pred, gt), gt), PCK_THRESHOLDS_M)
+    plain, aligned = errors if errors is not None else (None, None)
+    plain = keypoint_errors(pred, gt) if plain is None else np.asarray(plain)
+    aligned = aligned_errors(pred, gt) if aligned is None else np.asarray(aligned)
+    if plain.shape != pred.shape[:2] or aligned.shape != pred.shape[:2]:
+        raise ValueError(f"errors: expected two {pred.shape[:2]} arrays")
+    err = _summary(plain, PCK_THRESHOLDS_M)
+    pa = _summary(aligned, PCK_THRESHOLDS_M)
     root = slice(ROOT_JOINT, ROOT_JOINT + 1)
     rr = keypoint_errors(pred - pred[:, root], gt - gt[:, root]).mean(axis=0).mean()
     out = {

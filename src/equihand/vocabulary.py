@@ -18,8 +18,9 @@ the registry.
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 NO_PRETRAINING = "none"  # the study arm finetuned from the random (or ImageNet) initialisation
@@ -30,12 +31,19 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9+-]*")  # safe in run folders ('_' separ
 
 @dataclass(frozen=True)
 class ObjectiveEntry:
-    """A registered pretraining objective: where its loss lives and what it needs."""
+    """A registered pretraining objective: where its loss lives and what it needs (the one record
+    of an objective; equihand.methods.objectives.get_objective looks it up by name)."""
 
     name: str
-    loss: str  # "module:function" of the loss; equihand.methods.objectives documents the signature
+    loss_path: str  # "module:function"; equihand.methods.objectives documents the signature
     contrastive: bool = True  # needs two projected views (z1, z2) and their geometry
     masked: bool = False  # needs a masked view reconstructed by the pixel decoder (recon)
+
+    @property
+    def loss(self) -> Callable:
+        """The loss function itself, imported when asked for (the Snakefile never asks)."""
+        module, _, function = self.loss_path.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
 # name -> entry, in study order (registration order)

@@ -98,7 +98,8 @@ def evaluate(
     xyz_true = labels.xyz[idx].double().numpy()
     uv_true = labels.uv[idx].double().numpy()
     xyz_pred, uv_pred = xyz_pred.double().numpy(), uv_pred.double().numpy()
-    result = metrics.evaluate_keypoints(xyz_pred, xyz_true, uv_pred, uv_true)
+    errors = metrics.keypoint_errors(xyz_pred, xyz_true), metrics.aligned_errors(xyz_pred, xyz_true)
+    result = metrics.evaluate_keypoints(xyz_pred, xyz_true, uv_pred, uv_true, errors)
     result.update(
         {
             "checkpoint": str(checkpoint),
@@ -114,9 +115,7 @@ def evaluate(
     )
 
     out_dir = claim_folder(out_dir, "evaluate", force=force)
-    err = metrics.keypoint_errors(xyz_pred, xyz_true) * metrics.CM_PER_M
-    pa = metrics.procrustes_align(xyz_pred, xyz_true)
-    pa_err = metrics.keypoint_errors(pa, xyz_true) * metrics.CM_PER_M
+    err, pa_err = (e * metrics.CM_PER_M for e in errors)
     atomic_write_csv(
         out_dir / "per_sample.csv",
         ["row", "epe_cm", "pa_epe_cm"],

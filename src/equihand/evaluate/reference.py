@@ -37,8 +37,7 @@ from equihand.outputs import check_files, claim_files
 def constant_pose_pa_epe_cm(pose: np.ndarray, true: np.ndarray) -> float:
     """Mean PA-EPE (cm) of predicting `pose` (21, 3) for every sample of `true` (N, 21, 3)."""
     pred = np.broadcast_to(pose, true.shape).copy()
-    aligned = metrics.procrustes_align(pred, true)
-    return float(metrics.keypoint_errors(aligned, true).mean()) * metrics.CM_PER_M
+    return metrics.epe_cm(metrics.aligned_errors(pred, true))
 
 
 def mean_pose_prediction(

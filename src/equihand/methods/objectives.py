@@ -19,7 +19,7 @@ The study's registry (`equihand.vocabulary.OBJECTIVES`) names each objective, it
 what the pretraining step must compute for it -- ``contrastive`` (two projected views and their
 geometry; z1, z2, geom1, geom2 are None otherwise) and ``masked`` (a masked view reconstructed by
 the pixel decoder, ``recon``). equihand.train.pretrain builds exactly the model parts and inputs
-these flags ask for; `get_objective` resolves a name into an `ObjectiveSpec`.
+these flags ask for; `get_objective` resolves a name into its `vocabulary.ObjectiveEntry`.
 
 On several ranks (equihand.train.launch) `nt_xent` scores each rank's anchors against every
 rank's projections (the global batch), with gradients that reach the rank that made them.
@@ -31,9 +31,7 @@ never registered.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -224,23 +222,13 @@ invariant_mim = plus_mim(invariant, "SimCLR")
 equivariant_mim = plus_mim(equivariant, "PeCLR")
 
 
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    """A registered objective: its loss and what the pretraining step must feed it."""
-
-    loss: Objective
-    contrastive: bool = True  # needs z1, z2 (two projected views) and geom1, geom2
-    masked: bool = False  # needs recon (a masked view reconstructed by the pixel decoder)
-
-
-def get_objective(name: str) -> ObjectiveSpec:
-    """The objective registered under `name` (equihand.vocabulary), its loss imported; ValueError
-    naming the allowed ones otherwise."""
+def get_objective(name: str) -> vocabulary.ObjectiveEntry:
+    """The objective registered under `name` (equihand.vocabulary), its loss imported to check
+    it exists; ValueError naming the allowed ones otherwise."""
     entry = vocabulary.OBJECTIVES.get(name)
     if entry is None:
         allowed = ", ".join(vocabulary.pretraining_objectives())
         hint = " ('none' means no pretraining and has no loss)" if name == "none" else ""
         raise ValueError(f"unknown objective {name!r}{hint}; choose one of: {allowed}")
-    module, _, function = entry.loss.partition(":")
-    loss = getattr(importlib.import_module(module), function)
-    return ObjectiveSpec(loss, contrastive=entry.contrastive, masked=entry.masked)
+    entry.loss  # noqa: B018 -- fails here, naming the module, if the loss does not import
+    return entry

@@ -145,11 +145,9 @@ def finetune(
     def evaluate(model):
         xyz = predict_xyz(model, images, val, labels, device, config, cfg["eval_batch_size"])
         pred, true = xyz.double().numpy(), labels.xyz[torch.from_numpy(val)].double().numpy()
-        aligned = metrics.procrustes_align(pred, true)
         return {
-            "val_epe_cm": float(metrics.keypoint_errors(pred, true).mean()) * metrics.CM_PER_M,
-            "val_pa_epe_cm": float(metrics.keypoint_errors(aligned, true).mean())
-            * metrics.CM_PER_M,
+            "val_epe_cm": metrics.epe_cm(metrics.keypoint_errors(pred, true)),
+            "val_pa_epe_cm": metrics.epe_cm(metrics.aligned_errors(pred, true)),
         }
 
     if launch.is_main():

@@ -89,7 +89,7 @@ def masked_loss(
     model,
     batch,
     aug_cfg,
-    spec: objectives.ObjectiveSpec,
+    spec: vocabulary.ObjectiveEntry,
     temperature: float,
     settings: dict,
     foreground=None,
