@@ -244,3 +244,22 @@ def test_calibration_bench_shows_the_old_bootstrap_overclaiming(tmp_path):
         < float(row["old bootstrap: max per comparison"])
     )
     assert 0.7 < float(row["found at that MDE"]) <= 1.0
+
+
+def test_power_bench_is_the_reports_power_analysis_on_the_measured_sds(tmp_path):
+    from equihand.analysis.calibration import MEASURED_PA_EPE as arms
+    from equihand.analysis.stats import minimum_detectable_effect
+
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "power.py"), "--seeds", "3", "6", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["comparison"]: r for r in _read(tmp_path / "power.csv")}
+    assert len(rows) == 9  # the report's family: 6 objective comparisons, 3 label effects
+    sd = math.hypot(arms[("invariant", 0.1)][1], arms[("none", 0.1)][1])
+    mde = minimum_detectable_effect(sd, 3, 0.05 / 9, 0.8)
+    row = rows["invariant vs none @ 0.1"]
+    assert row["MDE at 3 seeds (cm, % of b)"].startswith(f"{mde:.2f} ")
+    assert float(row["MDE at 6 seeds (cm, % of b)"].split()[0]) < mde  # more seeds, smaller MDE
+    assert int(row["seeds for 3%"]) < int(row["seeds for 2%"])
