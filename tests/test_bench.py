@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from equihand import metrics as m
@@ -263,3 +264,97 @@ def test_power_bench_is_the_reports_power_analysis_on_the_measured_sds(tmp_path)
     assert row["MDE at 3 seeds (cm, % of b)"].startswith(f"{mde:.2f} ")
     assert float(row["MDE at 6 seeds (cm, % of b)"].split()[0]) < mde  # more seeds, smaller MDE
     assert int(row["seeds for 3%"]) < int(row["seeds for 2%"])
+
+
+def _log_job(rule: str, jobid: int, start: str, end: str, wildcards: str = "") -> str:
+    """One job as a Snakemake 9 log writes it (start and finish stamps)."""
+    lines = [f"[{start}]", f"localrule {rule}:", f"    jobid: {jobid}"]
+    lines += [f"    wildcards: {wildcards}"] if wildcards else []
+    lines += ["    threads: 2", f"[{end}]", f"Finished jobid: {jobid} (Rule: {rule})"]
+    return "\n".join(lines)
+
+
+def test_design_bench_reads_a_studys_sds_job_times_and_curves(tmp_path):
+    from equihand.analysis.stats import minimum_detectable_effect
+
+    study = tmp_path / "study"
+    rng = np.random.default_rng(0)
+    objectives, fractions, seeds = ("none", "invariant", "equivariant"), (0.1, 1.0), (0, 1, 2)
+    runs = [
+        {"objective": o, "backbone": "resnet18", "label_fraction": f, "seed": s,
+         "pa_epe_cm": (2.4 if f < 1 else 1.8) - 0.02 * i + 0.03 * rng.standard_normal()}
+        for i, o in enumerate(objectives) for f in fractions for s in seeds
+    ]  # fmt: skip
+    (study / "results" / "tables").mkdir(parents=True)
+    pd_runs = pd.DataFrame(runs)
+    pd_runs.to_csv(study / "results" / "tables" / "runs.csv", index=False)
+    # a log: 10 s of data, pretraining 60 s, finetuning 40 s (10%) / 50 s (100%), evaluation 5 s
+    t = [0]
+
+    def stamp(seconds: int) -> str:
+        t[0] += seconds
+        h, m, s = t[0] // 3600, t[0] // 60 % 60, t[0] % 60
+        return f"Mon Dec  7 {6 + h:02d}:{m:02d}:{s:02d} 2026"
+
+    jobs, jobid = [], 0
+    jobs.append(_log_job("synth", 0, stamp(0), stamp(10)))
+    for o in objectives[1:]:
+        for s in seeds:
+            jobid += 1
+            w = f"objective={o}, backbone=resnet18, seed={s}"
+            jobs.append(_log_job("pretrain", jobid, stamp(0), stamp(60), w))
+    for o in objectives:
+        for f in fractions:
+            for s in seeds:
+                w = f"objective={o}, backbone=resnet18, fraction={f}, seed={s}"
+                jobid += 1
+                jobs.append(_log_job("finetune", jobid, stamp(0), stamp(40 if f < 1 else 50), w))
+                jobid += 1
+                jobs.append(_log_job("evaluate", jobid, stamp(1), stamp(5), w))
+    n = jobid + 1
+    jobs.append(f"{n} of {n} steps (100%) done")
+    log = study / ".snakemake" / "log" / "2026-12-07T060000.000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Building DAG of jobs...\n" + "\n".join(jobs) + "\n")
+    for o in objectives:
+        for s in seeds:
+            run = study / "results" / "finetune" / f"{o}_resnet18_f0.1_s{s}"
+            run.mkdir(parents=True)
+            (run / "metrics.csv").write_text(
+                "epoch,step,loss,val_pa_epe_cm\n0,250,1.0,3.0\n1,500,0.5,2.5\n2,750,0.4,2.6\n"
+            )
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "design.py"), "--study", str(study), "--seeds", "3", "6",
+         "--design", "3:3", "6:3", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    power = {r["comparison"]: r for r in _read(tmp_path / "out" / "design_power.csv")}
+    assert len(power) == 9 and {r["family"] for r in power.values()} == {"9"}
+    pairs = pd_runs[pd_runs.label_fraction == 0.1].pivot(index="seed", columns="objective")
+    d = pairs["pa_epe_cm"]["none"] - pairs["pa_epe_cm"]["invariant"]
+    row = power["invariant vs none @ 0.1"]
+    assert float(row["SD of d (cm)"]) == pytest.approx(d.std(ddof=1), abs=5e-4)
+    mde = minimum_detectable_effect(d.std(ddof=1), 6, 0.05 / 9, 0.8)
+    assert row["MDE 6"].startswith(f"{mde:.3f} ")
+    cost = {r["part"]: r for r in _read(tmp_path / "out" / "design_cost.csv")}
+    wall = t[0] / 60
+    assert float(cost["measured wall time"]["total (min)"]) == pytest.approx(wall, abs=0.05)
+    assert cost["pretrain"]["median s per job"] == "60"
+    assert cost["finetune (<100% of the labels)"]["median s per job"] == "40"
+    assert cost["evaluate"]["median s per job"] == "5"  # the 1 s before it is a gap
+    # the design the study ran costs what it took; 3 more seeds at 10%: 3 x (2 pretrain + 3 x
+    # (finetune + evaluate at 10%)) more
+    assert float(cost["design: 3 seeds below 100%, 3 at 100%"]["total (min)"]) == pytest.approx(
+        wall, abs=0.05
+    )
+    more = 3 * (2 * 60 + 3 * (40 + 5)) / 60
+    assert float(cost["design: 6 seeds below 100%, 3 at 100%"]["total (min)"]) == pytest.approx(
+        wall + more, abs=0.05
+    )
+    curves = _read(tmp_path / "out" / "design_curves.csv")
+    assert [(r["step"], r["above the run's best (cm)"]) for r in curves[:3]] == [
+        ("250", "+0.500"),
+        ("500", "+0.000"),
+        ("750", "+0.100"),
+    ]

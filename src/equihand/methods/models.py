@@ -17,10 +17,8 @@
   plausible range recorded from the labeled training set (a buffer, so it travels in the
   checkpoint), plus a correction by an MLP (Linear-BN-LeakyReLU x2 -> 1) reading the 21 relative
   depths, the 42 normalised ray coordinates (x, y) of K^-1 (u, v, 1) of the predicted 2D joints
-  (the root's, then the others' relative to it: the hand's image size is then a difference the
-  MLP need not learn; on noisy 2D this cut its error by a fifth, tests) and the clamped closed
-  form, its output in units of the clamp range's half-width (in bone units, optimiser steps of
-  ~lr moved the correction too slowly: on a tiny synthetic run the refiner learned nothing). Its
+  (the root's, then the others' relative to it) and the clamped closed form; its output is in
+  units of the clamp range's half-width (docs/study.md "Root refinement" says why both). Its
   inputs are detached: the root-depth loss trains the MLP only, never the head or the encoder,
   which train exactly as without it. The 3D still changes beyond its placement: by perspective
   the recovered shape depends on the root depth, so PA-EPE moves a little too. The last layer
