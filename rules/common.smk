@@ -156,7 +156,7 @@ def all_evaluations():
         for o in STUDY["objectives"]
         for b in STUDY["backbones"]
         for f in STUDY["label_fractions"]
-        for s in STUDY["seeds"]
+        for s in vocabulary.seeds_at(STUDY, f)
     ]
 
 

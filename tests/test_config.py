@@ -73,3 +73,22 @@ def test_a_silent_departure_is_found_and_a_commented_one_is_not():
 def test_a_step_without_config_gets_the_default_study():
     shipped = load_config(REPO / "config/default.yaml", [])
     assert load_config(None, []) == shipped
+
+
+def test_small_fraction_seeds_run_below_the_largest_fraction_only():
+    from equihand.vocabulary import seeds_at
+
+    study = load_config(None, ["study.small_fraction_seeds=[5, 3, 4]"])["study"]
+    assert seeds_at(study, 0.1) == [0, 1, 2, 3, 4, 5]
+    assert seeds_at(study, 1.0) == [0, 1, 2]
+    assert seeds_at(load_config(None, [])["study"], 0.1) == [0, 1, 2]  # default: none
+
+
+def test_small_fraction_seeds_without_a_smaller_fraction_are_refused():
+    import pytest
+
+    from equihand.config import ConfigError
+
+    bad = ["study.small_fraction_seeds=[3]", "study.label_fractions=[1.0]"]
+    with pytest.raises(ConfigError, match=r"small_fraction_seeds.*\[3\].*no fraction below"):
+        load_config(None, bad)

@@ -226,6 +226,20 @@ def test_every_config_builds_its_dag(tmp_path: Path, configfile: str, jobs: dict
         assert re.search(rf"^{rule}\s+{count}$", stats, re.MULTILINE), (rule, stats[:600])
 
 
+def test_small_fraction_seeds_add_runs_below_the_largest_fraction(tmp_path: Path):
+    more = tmp_path / "more.yaml"
+    more.write_text("study:\n  small_fraction_seeds: [3, 4, 5]\n")
+    result = snakemake(tmp_path, "-n", configfiles=(REPO / "config" / "default.yaml", more))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    stats = out[out.index("Job stats:") :]
+    # 2 objectives x 6 seeds pretrain; 3 objectives x (6 seeds at 10% + 3 at 100%) finetune and
+    # evaluate; the probe on seeds 0-2 only
+    for rule, count in {"pretrain": 12, "finetune": 27, "evaluate": 27, "probe": 12}.items():
+        assert re.search(rf"^{rule}\s+{count}$", stats, re.MULTILINE), (rule, stats[:600])
+    assert "none_resnet18_f0.1_s5" in out and "none_resnet18_f1.0_s5" not in out
+
+
 def test_a_registered_objective_joins_the_smoke_dag(tmp_path: Path):
     """Adding an objective is one loss function and one registry entry: registered (here, in the
     process that runs Snakemake), it is a valid config value and gets its own rules."""

@@ -84,6 +84,13 @@ def validate(config: dict, source: str = "config", overrides: list[str] | None =
             source = "(command line)"
         lines = "\n  ".join(described)
         raise ConfigError(f"invalid config {source}:\n  {lines}")
+    study = config["study"]
+    if study["small_fraction_seeds"] and len(study["label_fractions"]) < 2:
+        raise ConfigError(
+            f"invalid config {source}:\n  'study.small_fraction_seeds' is "
+            f"{study['small_fraction_seeds']}, but study.label_fractions "
+            f"{study['label_fractions']} has no fraction below the largest to run them at"
+        )
     return config
 
 

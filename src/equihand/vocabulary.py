@@ -123,6 +123,15 @@ def fraction_text(fraction: float) -> str:
     return f"{fraction:g}"
 
 
+def seeds_at(study: dict, fraction: float) -> list[int]:
+    """The seeds a `study` config section runs at label `fraction`: `seeds`, and at every
+    fraction but the largest also `small_fraction_seeds`, sorted."""
+    seeds = set(study["seeds"])
+    if fraction < max(study["label_fractions"]):
+        seeds |= set(study.get("small_fraction_seeds", ()))
+    return sorted(seeds)
+
+
 # --- run folders -------------------------------------------------------------------------------
 
 # below results_dir: one folder per run; {fraction} is the label fraction as the config writes it
