@@ -358,3 +358,43 @@ def test_design_bench_reads_a_studys_sds_job_times_and_curves(tmp_path):
         ("500", "+0.000"),
         ("750", "+0.100"),
     ]
+
+
+def test_findings_bench_lays_out_the_reports_numbers(tmp_path):
+    from equihand.analysis.ablation import ablation_table
+    from equihand.analysis.comparisons import comparisons
+    from equihand.config import load_config
+
+    rng = np.random.default_rng(1)
+    runs = pd.DataFrame(
+        [
+            {"objective": o, "backbone": "resnet18", "label_fraction": f, "seed": s,
+             "epe_cm": 8.0 + rng.standard_normal(), "pa_epe_cm": 2.0 + 0.1 * rng.standard_normal(),
+             "auc": 0.1, "pa_auc": 0.5}
+            for o in ("none", "invariant", "equivariant") for f in (0.1, 1.0) for s in (0, 1, 2)
+        ]
+    )  # fmt: skip
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "report").mkdir()
+    ablation_table(runs).to_csv(results / "tables" / "ablation.csv", index=False)
+    comps = comparisons(runs, load_config(None, [])["report"])
+    comps.to_csv(results / "report" / "comparisons.csv", index=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "findings.py"), "--results", str(results), "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the probe did not run" in done.stdout  # said, not skipped silently
+    arms = {
+        r["test, mean ± std over seeds"]: r for r in _read(tmp_path / "out" / "findings_arms.csv")
+    }
+    cell = runs[(runs.objective == "invariant") & (runs.label_fraction == 0.1)]["pa_epe_cm"]
+    row = arms["PA-EPE (cm), resnet18, 10% of the labels"]
+    assert row["invariant"] == f"{cell.mean():.2f} ± {cell.std(ddof=1):.2f}" and row["seeds"] == "3"
+    family = _read(tmp_path / "out" / "findings_family.csv")
+    assert len(family) == len(comps) == 9
+    first = comps.iloc[0]
+    assert family[0]["mean d (cm)"] == f"{first.diff_cm:+.3f}"
+    assert family[0]["verdict"] == first.verdict
