@@ -1,10 +1,23 @@
 """Where and how a step computes: the device, torch's threads, malloc's thresholds, the memory
 layout of models and images, and bf16 autocast where the CPU (or a GPU) computes it natively.
-Shared by the training steps, evaluation and the probe."""
+Shared by the training steps, evaluation and the probe.
+
+malloc's thresholds (`keep_freed_memory`, `train.malloc_keep_mb`): glibc's malloc serves every
+block above its mmap threshold (128 kB, rising to at most 32 MB) with a fresh ``mmap`` and hands
+it back to the kernel on ``free``, so a training step that allocates and frees activations of up
+to ~100 MB has the kernel zero and map the same pages again every step (bench/README.md measures
+the cost). Raising the mmap and trim thresholds (``mallopt``) keeps those blocks in the heap for
+the next step: the numbers computed are the same; the process holds its peak memory instead of
+giving it back between steps. Only glibc has ``mallopt``: elsewhere (macOS, musl) the setting
+does nothing and says so.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -12,7 +25,10 @@ import torch
 from torch import nn
 
 from equihand.errors import UserError
-from equihand.train.allocator import keep_freed_memory
+
+M_TRIM_THRESHOLD = -1  # glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MAX_MB = 2047  # mallopt takes an int of bytes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,6 +45,37 @@ def runtime_setup(config: dict) -> torch.device:
         torch.set_num_threads(config["train"]["threads"])
     keep_freed_memory(config["train"]["malloc_keep_mb"])
     return resolve_device(config["device"])
+
+
+def _mallopt():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "mallopt", None)
+
+
+def keep_freed_memory(megabytes: int) -> bool:
+    """Let freed blocks up to `megabytes` stay in the process (0: leave malloc as it is).
+
+    Returns whether the setting was applied (False where the C library has no mallopt)."""
+    if not megabytes:
+        return False
+    if not 0 < megabytes <= MAX_MB:
+        raise UserError(f"train.malloc_keep_mb must be between 0 and {MAX_MB}, got {megabytes}")
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    size = ctypes.c_int(megabytes * 2**20)
+    for name, option in (
+        ("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD),
+        ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD),
+    ):
+        if mallopt(option, size) != 1:
+            raise UserError(f"train.malloc_keep_mb={megabytes}: the C library refused {name}")
+    return True
 
 
 def place(model: nn.Module, device: torch.device, config: dict) -> nn.Module:

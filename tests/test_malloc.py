@@ -1,4 +1,4 @@
-"""Tests of equihand.train.allocator: freed blocks stay in the process, so reuse costs no faults."""
+"""equihand.train.runtime.keep_freed_memory: freed blocks stay in the process, reuse faults none."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from equihand.config import load_config
 from equihand.errors import UserError
-from equihand.train import allocator
+from equihand.train import runtime
 from equihand.train.runtime import runtime_setup
 
 # Allocates and frees a 64 MB tensor 14 times; prints the page faults of the last 4. (glibc's heap
@@ -40,7 +40,7 @@ def faults(keep_mb: int) -> int:
     return int(out.stdout)
 
 
-@pytest.mark.skipif(allocator._mallopt() is None, reason="the C library has no mallopt (not glibc)")
+@pytest.mark.skipif(runtime._mallopt() is None, reason="the C library has no mallopt (not glibc)")
 def test_kept_blocks_are_not_faulted_in_again():
     pages = 4 * 64 * 2**20 // 4096  # what four fresh 64 MB blocks cost
     assert faults(0) > 0.9 * pages  # malloc's default: every block is mapped anew
@@ -49,10 +49,10 @@ def test_kept_blocks_are_not_faulted_in_again():
 
 
 def test_zero_leaves_malloc_alone_and_bad_values_are_named():
-    assert allocator.keep_freed_memory(0) is False
-    for bad in (-1, allocator.MAX_MB + 1):
+    assert runtime.keep_freed_memory(0) is False
+    for bad in (-1, runtime.MAX_MB + 1):
         with pytest.raises(UserError, match=rf"train.malloc_keep_mb .*got {bad}"):
-            allocator.keep_freed_memory(bad)
+            runtime.keep_freed_memory(bad)
 
 
 def test_schema_bounds_the_setting():
