@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 from common import RESULTS, markdown, write_csv
+from study_time import parse_log
 
 from equihand.analysis.comparisons import LABELS, comparisons
 from equihand.analysis.stats import minimum_detectable_effect, seeds_needed
@@ -49,8 +50,8 @@ START = re.compile(r"^(?:local)?rule (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
-# the jobs whose number grows with the seeds: rule -> the wildcards that tell its arm apart
-PER_SEED = {"pretrain": (), "finetune": ("fraction",), "evaluate": ("fraction",), "probe": ()}
+# the jobs whose number grows with the seeds: rule -> whether it runs per label fraction
+PER_SEED = {"pretrain": False, "finetune": True, "evaluate": True, "probe": False}
 
 
 def _time(stamp: str) -> datetime.datetime:
@@ -79,13 +80,11 @@ def job_times(log: Path) -> list[dict]:
 
 
 def complete_log(study: Path) -> tuple[Path, float]:
-    """The study's latest Snakemake log that ran to 100%, and its elapsed seconds."""
-    logs = sorted((study / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True)
-    for log in logs:
-        text = log.read_text()
-        if re.search(r"^(\d+) of \1 steps \(100%\) done$", text, re.M):
-            times = [_time(m[1]) for m in map(STAMP.match, text.splitlines()) if m]
-            return log, (times[-1] - times[0]).total_seconds()
+    """The study's latest Snakemake log of a completed run, and its elapsed seconds (read by
+    bench/study_time.py's parse_log)."""
+    for log in sorted((study / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
+        if run := parse_log(log):
+            return log, run["wall_s"]
     raise UserError(f"{study}/.snakemake/log: no Snakemake log of a completed run")
 
 
@@ -122,7 +121,7 @@ def cost_table(jobs: list[dict], elapsed: float, objectives: list[str], designs)
     per: dict[tuple, list[float]] = {}
     for j in jobs:
         if j["rule"] in PER_SEED:
-            small = j["rule"] in ("finetune", "evaluate") and float(j["wildcards"]["fraction"]) < 1
+            small = PER_SEED[j["rule"]] and float(j["wildcards"]["fraction"]) < 1
             per.setdefault((j["rule"], small), []).append(j["s"])
     fixed = elapsed - sum(s for v in per.values() for s in v)
     median = {k: statistics.median(v) for k, v in per.items()}
@@ -132,7 +131,7 @@ def cost_table(jobs: list[dict], elapsed: float, objectives: list[str], designs)
     def predicted(n_small: int, n_full: int) -> float:
         n_any = max(n_small, n_full)
         s = fixed + median.get(("pretrain", False), 0) * len(pretrained) * n_any
-        for rule in ("finetune", "evaluate"):
+        for rule in (r for r, per_fraction in PER_SEED.items() if per_fraction):
             s += median.get((rule, True), 0) * len(objectives) * n_small
             s += median.get((rule, False), 0) * len(objectives) * n_full
         return s + median.get(("probe", False), 0) * encoders * n_any

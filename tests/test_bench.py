@@ -313,9 +313,11 @@ def test_design_bench_reads_a_studys_sds_job_times_and_curves(tmp_path):
                 jobs.append(_log_job("evaluate", jobid, stamp(1), stamp(5), w))
     n = jobid + 1
     jobs.append(f"{n} of {n} steps (100%) done")
+    jobs.append(f"Elapsed time: {t[0] // 3600}:{t[0] // 60 % 60:02d}:{t[0] % 60:02d}")
     log = study / ".snakemake" / "log" / "2026-12-07T060000.000000.snakemake.log"
     log.parent.mkdir(parents=True)
-    log.write_text("Building DAG of jobs...\n" + "\n".join(jobs) + "\n")
+    head = "  Config file(s): ['/study/config/default.yaml']\nBuilding DAG of jobs...\n"
+    log.write_text(head + "\n".join(jobs) + "\n")
     for o in objectives:
         for s in seeds:
             run = study / "results" / "finetune" / f"{o}_resnet18_f0.1_s{s}"
