@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shlex
 import signal
 import subprocess
@@ -36,12 +37,18 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from common import RESULTS, ROOT, environment, markdown, write_csv
+
+from equihand.analysis.comparisons import comparison_table, comparisons, correct
+from equihand.config import load_config
+from equihand.vocabulary import study_objectives
 
 CASES = ROOT / "bench" / "budget.yaml"
 WORK = ROOT / "results" / "budget"
 CURVES = ("finetune", "pretrain")
+OBJECTIVE_NAMES = set(study_objectives())  # the arms (not the probe's supervised reference)
 # images one pretraining pass puts through the encoder per pool image (2 contrastive views, 1
 # masked view)
 VIEWS_PER_IMAGE = {"none": 0, "invariant": 2, "equivariant": 2, "mim": 1,
@@ -109,6 +116,10 @@ class Study:
         if data not in self.datasets:
             raise SystemExit(f"budget: no dataset named {data!r} under `datasets`")
         return ["--config", self.config, *sets(self.base + self.datasets[data] + list(extra))]
+
+    def settings(self, extra: list[str] = ()) -> dict:
+        """The validated config a run with these extra overrides reads."""
+        return load_config(self.config, [*self.base, *extra])
 
     def root(self, data: str = "") -> Path:
         return self.work / "data" / (data or ".") / "synth"
@@ -343,6 +354,8 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                             "seed": seed,
                             "pretrain_epochs": epochs,
                             "pretrain_views": views,
+                            "backbone": study.settings(ft_set)["model"]["backbone"],
+                            "label_fraction": study.settings(ft_set)["finetune"]["label_fraction"],
                             "best_val_pa_epe_cm": best,
                             "reference_val_pa_epe_cm": study.reference(res, data),
                             "probe_orientation_top1": probe.get("orientation", float("nan")),
@@ -394,6 +407,41 @@ def pretrain_table(rows: list[dict]) -> str:
     return markdown(summary)
 
 
+def pretrain_differences(rows: list[dict], report: dict) -> pd.DataFrame:
+    """The objective comparisons at each pretraining budget, paired by seed, as one family.
+
+    Per finetuned case and budget (pretraining epochs), the report's own comparison code
+    (equihand.analysis.comparisons: paired t-test, t-interval, permutation p, MDE) on the best
+    validation PA-EPE of `none` and of each objective pretrained for that many epochs; then Holm
+    over every comparison of every case and budget together (`report.alpha`, `report.power`).
+    """
+    parts = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        mine = [r for r in rows if r["case"] == case and r["objective"] in OBJECTIVE_NAMES]
+        mine = [r for r in mine if not math.isnan(r["best_val_pa_epe_cm"])]
+        budgets = sorted({r["pretrain_epochs"] for r in mine} - {0})
+        for epochs in budgets:
+            keep = [r for r in mine if r["pretrain_epochs"] in (0, epochs)]
+            runs = pd.DataFrame(keep)[["backbone", "label_fraction", "objective", "seed"]]
+            runs["pa_epe_cm"] = [r["best_val_pa_epe_cm"] for r in keep]
+            part = comparisons(runs, report)
+            views = max(r["pretrain_views"] for r in mine if r["pretrain_epochs"] == epochs)
+            parts.append(part.assign(case=case, pretrain_epochs=epochs, pretrain_views=views))
+    if not parts:
+        return pd.DataFrame()
+    return correct(pd.concat(parts, ignore_index=True), report)
+
+
+def differences_table(diffs: pd.DataFrame) -> str:
+    if diffs.empty:
+        return "(no finetuned pretraining case)"
+    layout = comparison_table(diffs).drop(columns=["backbone"])
+    layout.insert(0, "views", diffs["pretrain_views"].to_numpy())
+    layout.insert(0, "pretrain epochs", diffs["pretrain_epochs"].to_numpy())
+    layout.insert(0, "case", diffs["case"].to_numpy())
+    return markdown(layout.to_dict("records"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=CASES, help="the cases (YAML)")
@@ -432,6 +480,13 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(args.results / f"{name}.csv", [{**env, **r} for r in rows])
         (args.results / f"{name}.md").write_text(table + "\n")
         print(f"\n## {curve}\n\n{table}\n", flush=True)
+        if curve == "pretrain":
+            diffs = pretrain_differences(rows, study.settings()["report"])
+            name = f"budget_differences{'_quick' if args.quick else ''}"
+            write_csv(args.results / f"{name}.csv", diffs.to_dict("records"))
+            text = differences_table(diffs)
+            (args.results / f"{name}.md").write_text(text + "\n")
+            print(f"\n## pretrain: differences by budget (val PA-EPE)\n\n{text}\n", flush=True)
     return 0
 
 

@@ -160,7 +160,9 @@ def _cost_row(part: str, jobs, median: float | None, total_s: float) -> dict:
 def curve_table(results: Path, select: str) -> list[dict]:
     curves = []
     for path in sorted((results / "finetune").glob("*/metrics.csv")):
-        objective, _backbone, fraction, _seed = path.parent.name.rsplit("_", 3)
+        # objective_backbone_fFRACTION_sSEED; a backbone may hold '_', an objective never does
+        objective = path.parent.name.split("_", 1)[0]
+        fraction = path.parent.name.rsplit("_", 2)[1]
         m = pd.read_csv(path)
         if select not in m:
             raise UserError(f"{path}: no column {select!r}; was it written by equihand finetune?")

@@ -282,6 +282,6 @@ wildcard_constraints:
     dataset="synth|freihand",
     objective=one_of(vocabulary.study_objectives()),
     encoder=one_of(vocabulary.encoders()),
-    backbone="resnet[0-9]+",
+    backbone=one_of(vocabulary.BACKBONES),
     seed="[0-9]+",
     fraction="[0-9.]+",

@@ -103,6 +103,16 @@ def test_pretraining_curve_probes_random_pretrained_and_supervised(study):
     assert (study / "work" / "quick" / "data" / "flat" / "synth" / "training_xyz.json").is_file()
 
 
+def test_pretraining_curve_differences_reach_their_table(study):
+    diffs = rows(study / "tables" / "budget_differences_quick.csv")
+    # the finetuned case only; one seed: a member without a test, and it says so
+    assert [(r["case"], r["pretrain_epochs"], r["a"], r["b"]) for r in diffs] == [
+        ("curve", "1", "equivariant", "none")
+    ]
+    assert diffs[0]["verdict"] == "no test (one seed)"
+    assert "## pretrain: differences by budget" in (study / "stdout.txt").read_text()
+
+
 def test_a_rerun_reuses_finished_runs(study):
     model = study / "work" / "quick" / "finetune" / "tiny" / "model.pt"
     before = model.stat().st_mtime_ns

@@ -206,17 +206,45 @@ def pose_model(built) -> models.PoseModel:
         ("resnet50", 2048),
         ("resnet101", 2048),
         ("resnet152", 2048),
+        ("regnet_x_400mf", 400),
     ],
 )
 def test_every_backbone_builds_with_its_feature_dim(name, dim):
-    with torch.device("meta"):  # the structure only: no memory, no initialisation cost
+    # the structure only (no memory, no initialisation cost) where the initialisation allows it
+    device = "cpu" if name in backbones.REGNETS else "meta"
+    with torch.device(device):
         net, feature_dim = backbones.build_backbone(name)
-    assert feature_dim == dim == backbones.BACKBONES[name][2]
+    assert feature_dim == dim == backbones.BACKBONES[name]
     assert isinstance(net.fc, nn.Identity)
-    last = net.layer4[-1]
-    out_channels = (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
-    assert out_channels == dim
+    last_norm = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+    assert last_norm.num_features == dim
     assert backbones.describe_backbone(net.state_dict()) == name
+
+
+def test_the_schema_and_the_vocabulary_offer_every_backbone():
+    from equihand import vocabulary
+    from equihand.config import load_schema
+
+    assert vocabulary.BACKBONES == tuple(backbones.BACKBONES)
+    properties = load_schema()["properties"]
+    assert properties["model"]["properties"]["backbone"]["enum"] == list(backbones.BACKBONES)
+    assert properties["study"]["properties"]["backbones"]["items"]["enum"] == list(
+        backbones.BACKBONES
+    )
+
+
+def test_regnet_encoder_pools_its_feature_map_and_moves_between_models():
+    torch.manual_seed(0)
+    encoder = backbones.Encoder("regnet_x_400mf").eval()
+    images = _images(2, size=64)
+    fmap = encoder.feature_map(images)
+    assert fmap.shape == (2, 400, 2, 2)  # 64 px / stride 32
+    torch.testing.assert_close(encoder(images), fmap.mean(dim=(2, 3)))
+    other = backbones.Encoder("regnet_x_400mf").eval()
+    backbones.load_backbone_state(other, backbones.backbone_state(encoder))
+    torch.testing.assert_close(other(images), encoder(images))
+    with pytest.raises(UserError, match=r"regnet_x_400mf.*resnet18"):
+        backbones.load_backbone_state(backbones.Encoder("resnet18"), encoder.state_dict())
 
 
 def test_unknown_backbone_or_init_is_a_user_error():
@@ -363,7 +391,7 @@ def test_backbone_state_mismatch_names_both_backbones(pose_model):
     state["conv1.weight"] = state["conv1.weight"][:, :, :3, :3]
     with pytest.raises(UserError, match=r"conv1\.weight"):
         backbones.load_backbone_state(pose_model, state)
-    with pytest.raises(UserError, match="no ResNet weights"):
+    with pytest.raises(UserError, match="no ResNet or RegNet weights"):
         backbones.load_backbone_state(pose_model, {"projection.0.weight": torch.zeros(1)})
 
 

@@ -27,6 +27,9 @@ NO_PRETRAINING = "none"  # the study arm finetuned from the random (or ImageNet)
 RANDOM_ENCODER = "random"  # probe: an untrained encoder
 SUPERVISED_ENCODER = "supervised"  # probe: the `none` run finetuned on the most labels
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9+-]*")  # safe in run folders ('_' separates fields)
+# the encoders a study can use (equihand.methods.backbones builds them): torchvision's names, so a
+# run folder's backbone field may hold '_' (objectives, the first field, never do)
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "regnet_x_400mf")
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
-"""The encoder: a torchvision ResNet (random or ImageNet initialisation) and moving its weights
-between models.
+"""The encoder: a torchvision ResNet or RegNet (random or ImageNet initialisation) and moving its
+weights between models.
 
-- ``Encoder``: images in [0, 1] (B, 3, H, W) -> global-average-pooled ResNet features (B, d). The
+- ``Encoder``: images in [0, 1] (B, 3, H, W) -> global-average-pooled features (B, d). The
   ImageNet mean/std normalisation happens inside (a non-persistent buffer), so data loading and
-  augmentation stay in [0, 1]. d = 512 for resnet18/34, 2048 for resnet50/101/152.
+  augmentation stay in [0, 1]. d = 512 for resnet18/34, 2048 for resnet50/101/152, 400 for
+  regnet_x_400mf (a cheaper encoder for CPU studies: docs/study.md).
 - ``backbone_state`` / ``load_backbone_state`` move the encoder weights of a pretraining model
   into a pose model (strictly; a mismatch names both backbones).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -21,16 +23,26 @@ from torch import nn
 
 from equihand.errors import UserError
 
-# backbone name -> (blocks per stage, bottleneck blocks, feature dim)
+# ResNet name -> (blocks per stage, bottleneck blocks)
+RESNETS = {
+    "resnet18": ((2, 2, 2, 2), False),
+    "resnet34": ((3, 4, 6, 3), False),
+    "resnet50": ((3, 4, 6, 3), True),
+    "resnet101": ((3, 4, 23, 3), True),
+    "resnet152": ((3, 8, 36, 3), True),
+}
+REGNETS = ("regnet_x_400mf",)
+# backbone name -> pooled feature dimension
 BACKBONES = {
-    "resnet18": ((2, 2, 2, 2), False, 512),
-    "resnet34": ((3, 4, 6, 3), False, 512),
-    "resnet50": ((3, 4, 6, 3), True, 2048),
-    "resnet101": ((3, 4, 23, 3), True, 2048),
-    "resnet152": ((3, 8, 36, 3), True, 2048),
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "resnet101": 2048,
+    "resnet152": 2048,
+    "regnet_x_400mf": 400,
 }
 INITS = ("random", "imagenet")
-ENCODER_STRIDE = 32  # a ResNet's last feature map is 1/32 of the image side
+ENCODER_STRIDE = 32  # a ResNet's or RegNet's last feature map is 1/32 of the image side
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -54,7 +66,8 @@ def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
 
 
 def build_backbone(name: str, init: str = "random") -> tuple[nn.Module, int]:
-    """A torchvision ResNet with ``fc = Identity`` (pooled features) and its feature dimension."""
+    """A torchvision ResNet or RegNet with ``fc = Identity`` (pooled features) and its feature
+    dimension."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
     if init not in INITS:
@@ -87,7 +100,10 @@ class Encoder(nn.Module):
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> the last stage's map (B, feature_dim, ~H/32, ~W/32), unpooled."""
         net = self.backbone
-        x = net.maxpool(net.relu(net.bn1(net.conv1((images - self.mean) / self.std))))
+        x = (images - self.mean) / self.std
+        if self.backbone_name in REGNETS:
+            return net.trunk_output(net.stem(x))
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
         return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
 
@@ -104,37 +120,59 @@ def _get_encoder(model: nn.Module) -> Encoder:
 
 
 def backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The backbone weights (ResNet state dict, no fc) of a model, an encoder, or a pose model."""
+    """The backbone weights (state dict, no fc) of a model, an encoder, or a pose model."""
     return {k: v.detach().clone() for k, v in _get_encoder(model).backbone.state_dict().items()}
 
 
 def _backbone_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ResNet entries of a whole-model, encoder or backbone state dict, unprefixed."""
+    """The backbone entries of a whole-model, encoder or backbone state dict, unprefixed."""
     for prefix in ("encoder.backbone.", "backbone."):
         if any(k.startswith(prefix) for k in state):
             return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    # a plain ResNet state dict (torchvision's own carries a classifier we do not use)
+    # a plain backbone state dict (torchvision's own carries a classifier we do not use)
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
+
+
+@functools.cache
+def _regnet_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    # built for real: torchvision's RegNet initialisation cannot run on the meta device
+    return _shapes(torchvision.models.get_model(name, weights=None).state_dict())
+
+
+def _describe_regnet(state: dict[str, torch.Tensor]) -> str:
+    """The RegNet name whose parameters (names and shapes) `state` holds, or "an unknown RegNet"."""
+    shapes = _shapes(state)
+    for name in REGNETS:
+        if _regnet_shapes(name) == shapes:
+            return name
+    return "an unknown RegNet"
+
+
 def describe_backbone(state: dict[str, torch.Tensor]) -> str:
-    """The backbone name a ResNet state dict matches, or a description of what it holds."""
+    """The backbone name a ResNet or RegNet state dict matches, or a description of what it
+    holds."""
+    if any(k.startswith("trunk_output.") for k in state):
+        return _describe_regnet(state)
     blocks = []
     for stage in range(1, 5):
         found = {int(m.group(1)) for k in state if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
         blocks.append(len(found))
     bottleneck = any(".conv3." in k for k in state)
-    for name, (layout, bottle, _) in BACKBONES.items():
+    for name, (layout, bottle) in RESNETS.items():
         if tuple(blocks) == layout and bottle == bottleneck:
             return name
     if not any(blocks):
-        return "no ResNet weights"
+        return "no ResNet or RegNet weights"
     kind = "bottleneck" if bottleneck else "basic"
     return f"an unknown ResNet ({kind} blocks {blocks})"
 
 
 def backbone_of(state: dict[str, torch.Tensor]) -> str:
-    """The backbone name the ResNet weights of a (whole-model) state dict match, or what they
+    """The backbone name the encoder weights of a (whole-model) state dict match, or what they
     hold (describe_backbone)."""
     return describe_backbone(_backbone_keys(state))
 
