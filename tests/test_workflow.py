@@ -212,6 +212,11 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
             "extended.yaml",
             {"pretrain": 15, "finetune": 36, "evaluate": 36, "probe": 21, "part_aware": 1},
         ),
+        # 9 seeds at 10% (2 objectives pretrain, 3 finetune), 3 at 100%, the probe on 3
+        (
+            "powered.yaml",
+            {"pretrain": 18, "finetune": 36, "evaluate": 36, "probe": 12, "part_aware": 1},
+        ),
         ("gpu.yaml", {"synth": 1, "pretrain": 6, "finetune": 18, "evaluate": 18, "probe": 12}),
         ("smoke.yaml", {"finetune": 6, "evaluate": 6, "probe": 4, "report": 1}),
         ("freihand.yaml", {"download": 1, "pretrain": 12, "finetune": 36, "evaluate": 36}),
