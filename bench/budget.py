@@ -16,7 +16,8 @@ Two curves, both scored on the validation split only (never the test split):
    recipe (``none`` = the same finetuning from random weights), and the frozen encoder's
    pose-sensitivity (``equihand probe`` on the whole images: orientation bins and 2D keypoints
    regressed from frozen features), so the curve shows both what finetuning gains and whether
-   the encoder learned anything about pose.
+   the encoder learned anything about pose. With seeds, ``budget_differences`` compares the arms
+   at each budget, paired by seed, with the report's own tests (``pretrain_differences``).
 
 Every run is an ``equihand`` command whose log is kept beside its output
 (``results/budget/<case>/...``); a run whose ``model.pt`` exists is not run again, so an
