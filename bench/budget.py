@@ -292,6 +292,7 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
     for case in cases:
         res, data = case.get("resolution", 64), case.get("data", "")
         ft_set = case.get("finetune_set", [])
+        ft_config = study.settings(ft_set)  # what the case's finetuning runs read
         for seed in case.get("seeds", [0]):
             for objective in case["objectives"]:
                 for epochs in [0] if objective == "none" else case["epochs"]:
@@ -355,8 +356,8 @@ def pretrain_curve(study: Study, cases: list[dict]) -> list[dict]:
                             "seed": seed,
                             "pretrain_epochs": epochs,
                             "pretrain_views": views,
-                            "backbone": study.settings(ft_set)["model"]["backbone"],
-                            "label_fraction": study.settings(ft_set)["finetune"]["label_fraction"],
+                            "backbone": ft_config["model"]["backbone"],
+                            "label_fraction": ft_config["finetune"]["label_fraction"],
                             "best_val_pa_epe_cm": best,
                             "reference_val_pa_epe_cm": study.reference(res, data),
                             "probe_orientation_top1": probe.get("orientation", float("nan")),
