@@ -16,7 +16,8 @@ the config moved results elsewhere. Three tables, each also written as CSV to --
   seeds that ran: with 3 seeds it is itself uncertain (a 95% interval of 0.52x to 6.3x the true
   SD), so the seed counts are a pilot's estimate, not a guarantee.
 - `design_cost`: each rule's median seconds per job, read from the Snakemake log's start and
-  finish times (every job, not only those with a `benchmark:`), and the predicted wall time of
+  finish times (every job, not only those with a `benchmark:`; of every part of a run resumed
+  across sessions, bench/study_time.py), and the predicted wall time of
   each --design `small:full` (seeds at the label fractions below 1, seeds at 1): the jobs that do
   not scale with seeds at their measured total, plus the per-seed jobs at their medians. Jobs
   ran one at a time (each takes every core), so wall time is their sum plus the scheduler's gaps,
@@ -30,62 +31,36 @@ the config moved results elsewhere. Three tables, each also written as CSV to --
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import re
 import statistics
 from pathlib import Path
 
 import pandas as pd
 from common import RESULTS, markdown, write_csv
-from study_time import parse_log
+from study_time import latest_runs
 
 from equihand.analysis.comparisons import LABELS, comparisons
 from equihand.analysis.stats import minimum_detectable_effect, seeds_needed
 from equihand.config import load_config
 from equihand.errors import UserError
 
-STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-START = re.compile(r"^(?:local)?rule (\w+):$")
-JOBID = re.compile(r"^\s+jobid: (\d+)$")
-FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
-WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 # the jobs whose number grows with the seeds: rule -> whether it runs per label fraction
 PER_SEED = {"pretrain": False, "finetune": True, "evaluate": True, "probe": False}
 
 
-def _time(stamp: str) -> datetime.datetime:
-    """A Snakemake log's '[Mon Dec  7 06:52:04 2026]' time."""
-    return datetime.datetime.strptime(" ".join(stamp.split()), "%a %b %d %H:%M:%S %Y")
-
-
-def job_times(log: Path) -> list[dict]:
-    """Every finished job of one Snakemake log: rule, wildcards and seconds from start to finish."""
-    started, jobs, stamp, current = {}, [], None, None
-    for line in log.read_text().splitlines():
-        if m := STAMP.match(line):
-            stamp = _time(m[1])
-        elif m := START.match(line):
-            current = {"rule": m[1], "start": stamp, "wildcards": {}}
-        elif (m := JOBID.match(line)) and current is not None:
-            started[m[1]] = current
-        elif (m := WILDCARDS.match(line)) and current is not None:
-            current["wildcards"] = dict(kv.split("=", 1) for kv in m[1].split(", "))
-        elif m := FINISHED.match(line):
-            job = started.pop(m[1], None)
-            if job is not None and job["rule"] == m[2]:
-                seconds = (stamp - job["start"]).total_seconds()
-                jobs.append({"rule": m[2], "wildcards": job["wildcards"], "s": seconds})
-    return jobs
-
-
-def complete_log(study: Path) -> tuple[Path, float]:
-    """The study's latest Snakemake log of a completed run, and its elapsed seconds (read by
-    bench/study_time.py's parse_log)."""
-    for log in sorted((study / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
-        if run := parse_log(log):
-            return log, run["wall_s"]
-    raise UserError(f"{study}/.snakemake/log: no Snakemake log of a completed run")
+def complete_run(study: Path) -> tuple[list[dict], str, float]:
+    """The jobs, the logs and the wall seconds of the study's latest whole run: one completed
+    Snakemake log, or a run resumed across sessions in several parts (bench/study_time.py)."""
+    runs = [
+        run
+        for run in latest_runs(study / ".snakemake" / "log", studies=None).values()
+        if run["parts"][0]["from_data"]
+    ]
+    if not runs:
+        raise UserError(f"{study}/.snakemake/log: no Snakemake log of a completed run")
+    run = max(runs, key=lambda r: r["parts"][-1]["started"])
+    jobs = [job for part in run["parts"] for job in part["jobs"]]
+    return jobs, run["source"], run["wall_s"]
 
 
 def power_table(runs: pd.DataFrame, rep: dict, seeds: list[int], pct: float) -> list[dict]:
@@ -205,14 +180,14 @@ def main() -> None:
     if not runs_csv.is_file():
         raise SystemExit(f"{runs_csv}: missing; run the study (equihand aggregate writes it)")
     runs = pd.read_csv(runs_csv)
-    log, elapsed = complete_log(args.study)
+    jobs, logs, elapsed = complete_run(args.study)
     objectives = sorted(set(runs["objective"]))
     sections = {
         "design_power": power_table(runs, config["report"], args.seeds, args.target_pct),
-        "design_cost": cost_table(job_times(log), elapsed, objectives, args.design),
+        "design_cost": cost_table(jobs, elapsed, objectives, args.design),
         "design_curves": curve_table(results, "val_pa_epe_cm"),
     }
-    print(f"study: {args.study.resolve()} ({log.name}, {elapsed / 60:.1f} min)\n")
+    print(f"study: {args.study.resolve()} ({logs}, {elapsed / 60:.1f} min)\n")
     for name, rows in sections.items():
         print(f"## {name}\n\n{markdown(rows)}\n")
         write_csv(args.out / f"{name}.csv", rows)

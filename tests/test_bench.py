@@ -297,7 +297,7 @@ def test_design_bench_reads_a_studys_sds_job_times_and_curves(tmp_path):
         return f"Mon Dec  7 {6 + h:02d}:{m:02d}:{s:02d} 2026"
 
     jobs, jobid = [], 0
-    jobs.append(_log_job("synth", 0, stamp(0), stamp(10)))
+    jobs.append(_log_job("prepare", 0, stamp(0), stamp(10)))
     for o in objectives[1:]:
         for s in seeds:
             jobid += 1
@@ -316,7 +316,10 @@ def test_design_bench_reads_a_studys_sds_job_times_and_curves(tmp_path):
     jobs.append(f"Elapsed time: {t[0] // 3600}:{t[0] // 60 % 60:02d}:{t[0] % 60:02d}")
     log = study / ".snakemake" / "log" / "2026-12-07T060000.000000.snakemake.log"
     log.parent.mkdir(parents=True)
-    head = "  Config file(s): ['/study/config/default.yaml']\nBuilding DAG of jobs...\n"
+    head = (
+        "  Date: 2026-12-07 06:00:00\n  Config file(s): ['/study/config/default.yaml']\n"
+        "  Config MD5: 0f\nBuilding DAG of jobs...\n"
+    )
     log.write_text(head + "\n".join(jobs) + "\n")
     for o in objectives:
         for s in seeds:
