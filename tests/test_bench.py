@@ -403,3 +403,45 @@ def test_findings_bench_lays_out_the_reports_numbers(tmp_path):
     first = comps.iloc[0]
     assert family[0]["mean d (cm)"] == f"{first.diff_cm:+.3f}"
     assert family[0]["verdict"] == first.verdict
+
+
+def test_eval_noise_bench_recovers_a_planted_hand_by_seed_interaction(tmp_path):
+    # d(i, s) = hand effect + seed effect + hand x seed (SD 0.2) + image noise (SD 0.5);
+    # 50 hands x 20 images, 6 seeds: the hand x seed part of the mean's SD is
+    # sqrt((0.2^2 + 0.5^2 / 20) / 50) = 0.0324 cm, the image-level one sqrt(0.29 / 1000) = 0.0170
+    rng = np.random.default_rng(0)
+    hands, per_hand, seeds = 50, 20, 6
+    hand_id = np.repeat(np.arange(hands), per_hand)
+    (tmp_path / "cache").mkdir()
+    np.save(tmp_path / "cache" / "hand_id.npy", hand_id)
+    mu = rng.normal(0, 0.3, hands)
+    for s in range(seeds):
+        base = 2.4 + rng.normal(0, 0.4, hands * per_hand)
+        d = mu[hand_id] + rng.normal(0, 0.01) + rng.normal(0, 0.2, hands)[hand_id]
+        d = d + rng.normal(0, 0.5, hands * per_hand)
+        for arm, values in (("b_f0.1", base), ("a_f0.1", base + d), ("c_f1.0", base)):
+            run = tmp_path / "evals" / f"{arm}_s{s}"
+            run.mkdir(parents=True)
+            pd.DataFrame({"row": np.arange(len(base)), "pa_epe_cm": values}).to_csv(
+                run / "per_sample.csv", index=False
+            )
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "eval_noise.py"), "--evaluations", str(tmp_path / "evals"),
+         "--cache", str(tmp_path / "cache"), "--more-hands", "4", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _read(tmp_path / "out" / "eval_noise.csv")
+    assert [r["comparison"] for r in rows] == ["a_f0.1 vs b_f0.1"]  # c is at another fraction
+    row = rows[0]
+    assert (row["seeds"], row["images"], row["hands"]) == ("6", "1000", "50")
+    # the residual variance has 49 x 5 degrees of freedom: its SD within ~10% (sqrt: ~5%)
+    assert float(row["hand x seed part (cm)"]) == pytest.approx(0.0324, rel=0.12)
+    assert float(row["image x seed part, if images were independent (cm)"]) == pytest.approx(
+        0.0170, rel=0.08
+    )
+    floor = float(row["SD at infinitely many hands (cm)"]) ** 2
+    part = float(row["hand x seed part (cm)"]) ** 2
+    assert float(row["SD at 4 x the hands (cm)"]) == pytest.approx(
+        math.sqrt(floor + part / 4), abs=2e-4
+    )
