@@ -38,7 +38,8 @@ _ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
 _CONFIGS = re.compile(r"Config file\(s\): \[(.*)\]")
 _DATE = re.compile(r"Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 _MD5 = re.compile(r"Config MD5: (\w+)")
-_PREPARE = re.compile(r"^(?:local)?rule prepare:$", re.M)  # the data step: a run from scratch starts here
+# the data step: a run from scratch starts here
+_PREPARE = re.compile(r"^(?:local)?rule prepare:$", re.M)
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?rule (\w+):$")
 _JOBID = re.compile(r"^\s+jobid: (\d+)$")
