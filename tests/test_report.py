@@ -316,3 +316,16 @@ def test_unaligned_reference_is_printed_beside_the_table_and_judged(tmp_path):
     (tmp_path / "reference.json").write_text(json.dumps(ref | {"unaligned": {"test_auc": 1}}))
     with pytest.raises(UserError, match=r"reference\.json"):
         read_reference(tmp_path / "reference.json")
+
+
+def test_a_rejected_difference_below_the_mde_is_claimed_with_its_low_power_stated():
+    # 9 seeds, d with mean 0.043 and SD 0.046 cm: paired t p ~0.02 in a family of one, so it is
+    # claimed, while the MDE at 80% power (~0.049 cm) is above the observed difference
+    d = [0.075, -0.005, 0.035, 0.115, -0.025, 0.055, 0.015, 0.095, 0.025]
+    runs = _runs({"none": [3.0] * 9, "equivariant": [3.0 - x for x in d]})
+    c = compare(runs, "equivariant", "none")
+    assert c["beyond_noise"] and c["p_holm"] < 0.05 and c["diff_cm"] < c["mde_cm"]
+    text = _answer(runs)
+    assert "this is larger than seed noise" in text
+    assert "a rerun would detect a true effect of this size with less than 80% power" in text
+    assert "smaller than the design can detect" not in text

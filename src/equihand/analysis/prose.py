@@ -71,7 +71,12 @@ def _power(c, rep: dict) -> str:
         f"detects {c.mde_cm:.3f} cm ({c.mde_pct:.1f}%) with {rep['power']:.0%} power; "
         f"{c.target_gain_pct:g}% would take {seeds}"
     )
-    if abs(c.diff_cm) < c.mde_cm:
+    if abs(c.diff_cm) < c.mde_cm and c.beyond_noise:
+        text += (
+            f"; the observed difference is below that, so a rerun would detect a true effect of "
+            f"this size with less than {rep['power']:.0%} power"
+        )
+    elif abs(c.diff_cm) < c.mde_cm:
         text += "; the observed difference is smaller than the design can detect"
     if c.kind == OBJECTIVES and c.b == NO_PRETRAINING and c.mde_pct > rep["reference_gain_pct"]:
         text += (
