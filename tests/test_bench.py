@@ -445,3 +445,37 @@ def test_eval_noise_bench_recovers_a_planted_hand_by_seed_interaction(tmp_path):
     assert float(row["SD at 4 x the hands (cm)"]) == pytest.approx(
         math.sqrt(floor + part / 4), abs=2e-4
     )
+
+
+def test_confirm_bench_drops_the_pilots_seeds_below_100_percent(tmp_path):
+    from equihand.analysis.comparisons import comparisons
+    from equihand.config import load_config
+
+    rng = np.random.default_rng(2)
+    runs = pd.DataFrame(
+        [
+            {"objective": o, "backbone": "resnet18", "label_fraction": f, "seed": s,
+             "epe_cm": 8.0, "pa_epe_cm": 2.0 + 0.1 * rng.standard_normal(), "auc": 0.1,
+             "pa_auc": 0.5, "path": ""}
+            for o in ("none", "invariant", "equivariant") for f in (0.1, 1.0)
+            for s in (range(8) if f < 1 else range(3))
+        ]
+    )  # fmt: skip
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    runs.to_csv(tmp_path / "results" / "tables" / "runs.csv", index=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "confirm.py"), "--results", str(tmp_path / "results"),
+         "--studies", "20", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    family = _read(tmp_path / "out" / "confirm_family.csv")
+    # 6 objective comparisons; the label effects have no common seed once the pilot is dropped
+    assert [r["seeds"] for r in family] == ["5", "5", "5", "3", "3", "3"]
+    expected = comparisons(runs[(runs.label_fraction == 1) | (runs.seed >= 3)],
+                           load_config(None, [])["report"])  # fmt: skip
+    assert family[1]["mean d (cm)"] == f"{expected.iloc[1].diff_cm:+.3f}"
+    assert family[1]["p (Holm)"] == f"{expected.iloc[1].p_holm:.3f}"
+    rates = _read(tmp_path / "out" / "confirm_calibration.csv")
+    assert [r["analysis"] for r in rates] == ["every seed (the report)", "seeds after the pilot"]
+    assert all(r["null studies"] == "20" for r in rates)

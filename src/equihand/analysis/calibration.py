@@ -17,6 +17,7 @@ import pandas as pd
 
 from equihand.analysis.claims import claims
 from equihand.analysis.comparisons import comparisons
+from equihand.analysis.stats import MIN_SEEDS_FOR_TEST
 
 # (objective, label fraction) -> (mean test PA-EPE, SD over seeds), cm (docs/study.md)
 MEASURED_PA_EPE = {
@@ -147,3 +148,35 @@ def bootstrap_verdicts(runs: pd.DataFrame, rep: dict, n_boot: int, seed: int) ->
         lo, hi = np.quantile(means, [0.025, 0.975])
         fired.append(bool(lo > 0 or hi < 0))
     return pd.Series(fired, index=_members(comps))
+
+
+def pilot_then_more_seeds(
+    rng: np.random.Generator,
+    arms: dict,
+    rep: dict,
+    pilot: int,
+    cap: int,
+    target_pct: float,
+    reuse_pilot: bool,
+) -> pd.Series:
+    """One simulated study of the powered design's procedure, judged by the report's code.
+
+    A pilot of `pilot` seeds runs every arm; from its own paired SDs the report's power analysis
+    gives the seeds that detect `target_pct`% of b's PA-EPE for each objective comparison below
+    100% of the labels, and the largest of them (at most `cap`) is run there
+    (`study.small_fraction_seeds`). The final report compares either every seed
+    (`reuse_pilot`, what config/powered.yaml did) or, below 100%, only the seeds after the pilot
+    (whose number was chosen before they ran); at 100% the pilot's seeds stay.
+    """
+    scores = draw(rng, arms, cap)
+    runs = pa_epe_runs(scores)
+    comps = comparisons(runs[runs["seed"] < pilot], {**rep, "target_gain_pct": target_pct})
+    small = comps[(comps["kind"] == "objectives") & (comps["label_fraction"] < 1)]
+    need = small["seeds_for_target"].fillna(cap).clip(upper=cap)
+    # the seeds after the pilot must be enough for a test of their own
+    n = max(pilot + MIN_SEEDS_FOR_TEST, int(need.max()))
+    full = runs["label_fraction"] >= 1
+    keep = (full & (runs["seed"] < pilot)) | (~full & (runs["seed"] < n))
+    if not reuse_pilot:
+        keep &= full | (runs["seed"] >= pilot)
+    return report_verdicts(runs[keep], rep)
