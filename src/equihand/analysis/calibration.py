@@ -180,3 +180,21 @@ def pilot_then_more_seeds(
     if not reuse_pilot:
         keep &= full | (runs["seed"] >= pilot)
     return report_verdicts(runs[keep], rep)
+
+
+def simulate_pilot_design(
+    n_studies: int, seed: int, arms: dict, rep: dict, pilot: int, cap: int, target_pct: float,
+    reuse_pilot: bool,
+) -> pd.DataFrame:  # fmt: skip
+    """`simulate` for the powered design's procedure (`pilot_then_more_seeds`)."""
+    rng = np.random.default_rng(seed)
+    gc.freeze()  # as in `simulate`: statsmodels' Holm calls gc.collect()
+    try:
+        return pd.DataFrame(
+            [
+                pilot_then_more_seeds(rng, arms, rep, pilot, cap, target_pct, reuse_pilot)
+                for _ in range(n_studies)
+            ]
+        )
+    finally:
+        gc.unfreeze()
