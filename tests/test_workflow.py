@@ -212,6 +212,12 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path):
             "extended.yaml",
             {"pretrain": 15, "finetune": 36, "evaluate": 36, "probe": 21, "part_aware": 1},
         ),
+        # PeCLR with and without MIM at 10% only: 2 x 3 pretrain, finetune and evaluate; the
+        # probe of the random encoder and the 2 pretrained ones (no `none` run: no supervised)
+        (
+            "mim.yaml",
+            {"pretrain": 6, "finetune": 6, "evaluate": 6, "probe": 9, "part_aware": 1},
+        ),
         # 9 seeds at 10% (2 objectives pretrain, 3 finetune), 3 at 100%, the probe on 3
         (
             "powered.yaml",

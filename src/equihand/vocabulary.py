@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 NO_PRETRAINING = "none"  # the study arm finetuned from the random (or ImageNet) initialisation
+MIM = "mim"  # masked image modelling alone; "<contrastive>+mim" adds it to a contrastive objective
 RANDOM_ENCODER = "random"  # probe: an untrained encoder
 SUPERVISED_ENCODER = "supervised"  # probe: the `none` run finetuned on the most labels
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9+-]*")  # safe in run folders ('_' separates fields)
@@ -72,7 +73,7 @@ def register_objective(
 
 register_objective("invariant", "equihand.methods.objectives:invariant")
 register_objective("equivariant", "equihand.methods.objectives:equivariant")
-register_objective("mim", "equihand.methods.objectives:mim", contrastive=False, masked=True)
+register_objective(MIM, "equihand.methods.objectives:mim", contrastive=False, masked=True)
 register_objective("invariant+mim", "equihand.methods.objectives:invariant_mim", masked=True)
 register_objective("equivariant+mim", "equihand.methods.objectives:equivariant_mim", masked=True)
 
