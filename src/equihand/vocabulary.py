@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 NO_PRETRAINING = "none"  # the study arm finetuned from the random (or ImageNet) initialisation
-MIM = "mim"  # masked image modelling alone; "<contrastive>+mim" adds it to a contrastive objective
+MIM = "mim"  # masked image modelling alone
+WITH_MIM = f"+{MIM}"  # "<contrastive>+mim": a contrastive objective with the MIM loss added
 RANDOM_ENCODER = "random"  # probe: an untrained encoder
 SUPERVISED_ENCODER = "supervised"  # probe: the `none` run finetuned on the most labels
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9+-]*")  # safe in run folders ('_' separates fields)

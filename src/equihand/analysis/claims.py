@@ -34,6 +34,7 @@ from equihand.probe.sets import OBJECT_TASKS, PART_TASKS
 from equihand.vocabulary import (
     RANDOM_ENCODER,
     SUPERVISED_ENCODER,
+    WITH_MIM,
     encoders,
     pretraining_objectives,
     rank,
@@ -154,8 +155,8 @@ def claims(runs: pd.DataFrame, rep: dict) -> pd.DataFrame:
         for task in PART_TASKS:
             for e in (e for e in pretraining_objectives() if e in present):
                 add("ssl_part", task, "test_top1", e, SUPERVISED_ENCODER)
-            for e in (e for e in pretraining_objectives() if e.endswith("+mim")):
-                add("cl_mim_part", task, "test_top1", e, e.removesuffix("+mim"))
+            for e in (e for e in pretraining_objectives() if e.endswith(WITH_MIM)):
+                add("cl_mim_part", task, "test_top1", e, e.removesuffix(WITH_MIM))
                 add("cl_mim_part", task, "test_top1", e, "mim")
             for e in has_projector:
                 add("backbone_part", task, "map", e, e, "backbone", "projector")

@@ -22,7 +22,7 @@ import math
 import pandas as pd
 
 from equihand.analysis.stats import judge, paired, permutation_min_seeds
-from equihand.vocabulary import MIM, NO_PRETRAINING, in_order, percent, study_objectives
+from equihand.vocabulary import MIM, NO_PRETRAINING, WITH_MIM, in_order, percent, study_objectives
 
 OBJECTIVES, LABELS = "objectives", "labels"
 
@@ -82,8 +82,8 @@ def objective_pairs(present: set) -> list[tuple[str, str]]:
     order = in_order(present, study_objectives())
     candidates = [(o, NO_PRETRAINING) for o in order if o != NO_PRETRAINING]
     candidates += [("equivariant", "invariant")]
-    combined = [o for o in order if o.endswith("+mim")]
-    candidates += [(o, o.removesuffix("+mim")) for o in combined]
+    combined = [o for o in order if o.endswith(WITH_MIM)]
+    candidates += [(o, o.removesuffix(WITH_MIM)) for o in combined]
     candidates += [(o, MIM) for o in combined]
     return [(a, b) for a, b in candidates if {a, b} <= present]
 

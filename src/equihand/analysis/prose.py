@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from equihand.analysis.comparisons import LABELS, OBJECTIVES, join
-from equihand.vocabulary import MIM, NO_PRETRAINING, percent
+from equihand.vocabulary import MIM, NO_PRETRAINING, WITH_MIM, percent
 
 QUESTION = (
     "Which pretraining objective gives the best encoder for 3D hand pose estimation: none "
@@ -118,13 +118,13 @@ def answer(table: pd.DataFrame, comps: pd.DataFrame, rep: dict) -> list[str]:
             else:
                 head = "The invariant objective beats the equivariant one"
             s.append(f"{head}: the equivariant PA-EPE is {_delta(c)}; {_evidence(c, rep)}.")
-        for c in here[here["a"] == here["b"] + "+mim"].itertuples():
+        for c in here[here["a"] == here["b"] + WITH_MIM].itertuples():
             s.append(
                 f"Adding MIM to `{c.b}`: `{c.a}`'s PA-EPE is {_delta(c)}; {_evidence(c, rep)}."
             )
         for c in here[(here["b"] == MIM) & (here["a"] != MIM)].itertuples():
             s.append(
-                f"Adding `{c.a.removesuffix('+mim')}` to MIM: `{c.a}`'s PA-EPE is {_delta(c)}; "
+                f"Adding `{c.a.removesuffix(WITH_MIM)}` to MIM: `{c.a}`'s PA-EPE is {_delta(c)}; "
                 f"{_evidence(c, rep)}."
             )
         if len(here) and not here["beyond_noise"].any():
